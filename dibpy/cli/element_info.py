@@ -1,0 +1,120 @@
+"""element-info: show the expanded element list of a build."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dibpy import run
+from dibpy.cli import entry
+from dibpy.elements import find_library, resolve
+from dibpy.elements.resolve import default_elements, to_dot
+from dibpy.errors import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="element-info",
+        description="Expand a list of elements (with their dependencies) and show where "
+        "each one lives.",
+    )
+    p.add_argument("elements", nargs="+", help="element names")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument(
+        "--env",
+        action="store_true",
+        help="print eval-able IMAGE_ELEMENT, IMAGE_ELEMENT_YAML and get_image_element_array",
+    )
+    out.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--graph", metavar="FILE", help="write the dependency graph (.dot, .svg, .png)")
+    p.add_argument(
+        "--expand-defaults",
+        action="store_true",
+        help="apply disk-image-create's defaults (add base, block-device-mbr for vm)",
+    )
+    p.add_argument("-n", "--skip-base", action="store_true", help="with --expand-defaults: no base")
+    p.add_argument("-a", "--arch", default="amd64")
+    p.add_argument(
+        "--no-os-check", action="store_true", help="do not require an operating-system element"
+    )
+    return p
+
+
+def env_output(names: list[str], paths: dict[str, str]) -> str:
+    """What diskimage-builder's ``element-info --env`` prints, for element scripts that eval it."""
+    yaml_map = "\n".join(f"{n}: {paths[n]}" for n in names)
+    return (
+        f"export IMAGE_ELEMENT={shlex.quote(' '.join(names))}\n"
+        f"export IMAGE_ELEMENT_YAML={shlex.quote(yaml_map)}\n"
+        "function get_image_element_array {\n"
+        '  echo "${IMAGE_ELEMENT_YAML}" | python3 -c \'\n'
+        "import sys\n"
+        "m = {}\n"
+        "for line in sys.stdin:\n"
+        '    k, _, v = line.partition(":")\n'
+        "    if k.strip():\n"
+        "        m[k.strip()] = v.strip()\n"
+        'print(" ".join("[%s]=%s" % (k, v) for k, v in m.items()))\n'
+        "'\n"
+        "};\n"
+        "export -f get_image_element_array;\n"
+    )
+
+
+def write_graph(dot: str, target: Path) -> None:
+    suffix = target.suffix.lower().lstrip(".")
+    if suffix in ("", "dot", "gv"):
+        target.write_text(dot)
+        return
+    if suffix not in ("svg", "png", "pdf"):
+        raise ConfigError(
+            f"--graph {target}: unknown format {suffix!r}", hint="use .dot, .svg or .png"
+        )
+    if shutil.which("dot") is None:
+        raise ConfigError(
+            f"--graph {target}: writing {suffix.upper()} needs graphviz's 'dot'",
+            hint="install graphviz, or write a .dot file",
+        )
+    run.run(["dot", f"-T{suffix}", "-o", str(target)], input=dot)
+
+
+def main_args(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    library = find_library()
+    requested = list(args.elements)
+    if args.expand_defaults:
+        requested = default_elements(requested, skip_base=args.skip_base, arch=args.arch)
+    res = resolve(requested, library, require_os=not args.no_os_check)
+    names = res.names
+    paths = {e.name: str(e.path) for e in res.elements}
+    if args.graph:
+        write_graph(to_dot(res), Path(args.graph))
+    if args.env:
+        sys.stdout.write(env_output(names, paths))
+    elif args.json:
+        json.dump(
+            {
+                "elements": [
+                    {"name": e.name, "path": str(e.path), "origin": e.origin} for e in res.elements
+                ],
+                "provided": res.provided_by,
+                "elements_path": library.elements_path,
+            },
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+    else:
+        width = max(len(n) for n in names)
+        for e in res.elements:
+            print(f"{e.name:<{width}}  {e.path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return entry(main_args, "element-info", argv)

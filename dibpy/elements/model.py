@@ -1,0 +1,155 @@
+"""What dibpy reads from one element directory (the same files diskimage-builder reads)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dibpy.errors import ElementError
+
+#: Phase directories, in the order a disk-image build runs them.
+PHASES: tuple[str, ...] = (
+    "root.d",
+    "extra-data.d",
+    "pre-install.d",
+    "install.d",
+    "post-install.d",
+    "post-root.d",
+    "block-device.d",
+    "pre-finalise.d",
+    "finalise.d",
+    "cleanup.d",
+)
+
+#: Phases run inside the chroot (all others run on the host).
+CHROOT_PHASES: frozenset[str] = frozenset({"pre-install.d", "install.d", "post-install.d", "finalise.d"})
+
+#: Ramdisk-only phase directories that diskimage-builder also recognises.
+RAMDISK_PHASES: tuple[str, ...] = ("binary-deps.d", "init.d", "ramdisk-install.d", "udev.d")
+
+_COMMENT = re.compile(r"#.*$")
+
+
+def _read_name_set(path: Path) -> frozenset[str]:
+    """A newline-separated set of names; blank lines and ``#`` comments ignored."""
+    if not path.is_file():
+        return frozenset()
+    names = set()
+    for line in path.read_text(errors="replace").splitlines():
+        line = _COMMENT.sub("", line).strip()
+        if line:
+            names.add(line)
+    return frozenset(names)
+
+
+@dataclass(frozen=True)
+class Element:
+    """One element directory.  Cheap to make: files are read on first use."""
+
+    name: str
+    path: Path
+    #: where this element was found (an ELEMENTS_PATH entry, a package, built-in)
+    origin: str = field(default="", compare=False)
+
+    @functools.cached_property
+    def depends(self) -> frozenset[str]:
+        return _read_name_set(self.path / "element-deps")
+
+    @functools.cached_property
+    def provides(self) -> frozenset[str]:
+        return _read_name_set(self.path / "element-provides")
+
+    @functools.cached_property
+    def conflicts(self) -> frozenset[str]:
+        return _read_name_set(self.path / "element-conflicts")
+
+    @property
+    def readme(self) -> Path | None:
+        for name in ("README.rst", "README.md", "README"):
+            p = self.path / name
+            if p.is_file():
+                return p
+        return None
+
+    def phase_dir(self, phase: str) -> Path | None:
+        p = self.path / phase
+        return p if p.is_dir() else None
+
+    @property
+    def environment_files(self) -> list[Path]:
+        d = self.path / "environment.d"
+        return sorted(p for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+
+    @property
+    def package_installs_file(self) -> Path | None:
+        for name in ("package-installs.yaml", "package-installs.json"):
+            p = self.path / name
+            if p.is_file():
+                return p
+        return None
+
+    def package_installs(self) -> dict[str, Any]:
+        """The parsed package-installs file ({} if there is none)."""
+        p = self.package_installs_file
+        if p is None:
+            return {}
+        data = load_yaml_or_json(p)
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ElementError(
+                f"element {self.name}: {p.name} must be a mapping of package names",
+                hint=f"see {p}",
+            )
+        return data
+
+    @property
+    def pkg_map_file(self) -> Path | None:
+        p = self.path / "pkg-map"
+        return p if p.is_file() else None
+
+    @property
+    def source_repositories(self) -> list[Path]:
+        return sorted(self.path.glob("source-repository-*"))
+
+    @property
+    def block_device_configs(self) -> list[Path]:
+        return sorted(self.path.glob("block-device-*.yaml"))
+
+    def block_device_config(self, arch: str) -> Path | None:
+        for name in (f"block-device-{arch}.yaml", "block-device-default.yaml"):
+            p = self.path / name
+            if p.is_file():
+                return p
+        return None
+
+    @property
+    def static_dir(self) -> Path | None:
+        p = self.path / "static"
+        return p if p.is_dir() else None
+
+    @property
+    def bin_dir(self) -> Path | None:
+        p = self.path / "bin"
+        return p if p.is_dir() else None
+
+
+def load_yaml_or_json(path: Path) -> Any:
+    """Parse a YAML or JSON element file; a syntax error names the file and line."""
+    text = path.read_text(errors="replace")
+    try:
+        if path.suffix == ".json" or path.name == "pkg-map":
+            return json.loads(text) if text.strip() else None
+        return yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise ElementError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ElementError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None

@@ -1,0 +1,85 @@
+"""The small family of expected failures.
+
+An expected failure is one clear message plus an optional hint; the command-line
+entry points print it without a traceback and exit non-zero.  Anything that is not a
+DibpyError is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NoReturn
+
+
+class DibpyError(Exception):
+    """An expected failure with a message for the user and an optional hint."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class ConfigError(DibpyError):
+    """Bad input: an option, an environment variable, a YAML file, an element."""
+
+    exit_code = 2
+
+
+class ElementError(ConfigError):
+    """A problem with an element or with resolving the element set."""
+
+
+class CommandError(DibpyError):
+    """An external program failed."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        exit_code: int,
+        output_tail: str = "",
+        hint: str | None = None,
+    ) -> None:
+        self.argv = argv
+        self.returncode = exit_code
+        self.output_tail = output_tail
+        msg = f"command failed with exit status {exit_code}: {' '.join(argv)}"
+        if output_tail:
+            msg += "\n" + "\n".join("  | " + line for line in output_tail.splitlines())
+        super().__init__(msg, hint)
+
+
+class HookError(DibpyError):
+    """A hook script exited non-zero."""
+
+
+class Interrupted(DibpyError):
+    """The build got SIGINT or SIGTERM; raised so that every ExitStack unwinds."""
+
+    exit_code = 130
+
+
+class MultiError(ConfigError):
+    """Several problems found in one validation pass, reported together."""
+
+    def __init__(self, problems: Iterable[str], hint: str | None = None) -> None:
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            message = self.problems[0]
+        else:
+            message = f"{len(self.problems)} problems:\n" + "\n".join(
+                f"  - {p}" for p in self.problems
+            )
+        super().__init__(message, hint)
+
+
+def die(message: str, hint: str | None = None) -> NoReturn:
+    """Stop with an expected failure."""
+    raise DibpyError(message, hint)

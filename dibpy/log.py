@@ -1,0 +1,40 @@
+"""Logging set-up shared by every command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+LOG = logging.getLogger("dibpy")
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            msg = f"{record.levelname.lower()}: {msg}"
+        if record.exc_info:
+            msg += "\n" + self.formatException(record.exc_info)
+        if os.environ.get("DIBPY_LOG_TIMESTAMPS") or not sys.stderr.isatty():
+            return f"{self.formatTime(record, '%H:%M:%S')} {msg}"
+        return msg
+
+
+def setup_logging(debug: int = 0, logfile: str | None = None, quiet: bool = False) -> None:
+    """Send dibpy's log to stderr (and optionally a file).  Idempotent."""
+    root = logging.getLogger("dibpy")
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    level = logging.DEBUG if debug else logging.INFO
+    root.setLevel(logging.DEBUG)
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(_Formatter())
+    stream.setLevel(logging.WARNING if quiet else level)
+    root.addHandler(stream)
+    if logfile:
+        fh = logging.FileHandler(logfile)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        fh.setLevel(level)
+        root.addHandler(fh)
+    root.propagate = False

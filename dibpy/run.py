@@ -1,0 +1,221 @@
+"""The one place that runs external commands.
+
+Every external program goes through :func:`run`.  It logs the command line, pins
+``LC_ALL=C``, closes stdin, kills the child's whole process group if we are
+interrupted, and turns a failure into a :class:`CommandError` that names the
+command, its exit status and the tail of its output.
+
+Tests fake programs at this seam with :func:`set_runner`, or with a fake binary on PATH.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import shlex
+import signal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+
+import sh
+
+from dibpy.errors import CommandError, ConfigError, Interrupted
+from dibpy.log import LOG
+
+TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+LineCallback = Callable[[str], None]
+
+
+def _base_env(env: Mapping[str, str] | None, inherit: bool) -> dict[str, str]:
+    out: dict[str, str] = dict(os.environ) if inherit else {}
+    if env:
+        out.update(env)
+    out["LC_ALL"] = "C"
+    out.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    return out
+
+
+def _real_run(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: str | None,
+    check: bool,
+    input: str | bytes | None,
+    on_line: LineCallback | None,
+    stderr_to_stdout: bool,
+    hint: str | None,
+) -> Result:
+    out_lines: list[str] = []
+    err_tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    out_tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+
+    def _out(line: str) -> None:
+        line = line.rstrip("\n")
+        out_tail.append(line)
+        if on_line is not None:
+            on_line(line)
+        else:
+            out_lines.append(line)
+
+    err_lines: list[str] = []
+
+    def _err(line: str) -> None:
+        line = line.rstrip("\n")
+        err_tail.append(line)
+        err_lines.append(line)
+        if on_line is not None and stderr_to_stdout:
+            on_line(line)
+
+    try:
+        cmd = sh.Command(argv[0])
+    except sh.CommandNotFound:
+        raise ConfigError(
+            f"required program not found: {argv[0]}",
+            hint="install it (see the README's list of host packages)",
+        ) from None
+    kwargs: dict[str, Any] = {
+        "_env": env,
+        "_out": _out,
+        "_bg": True,
+        "_bg_exc": False,
+        "_new_session": True,
+        "_decode_errors": "replace",
+        "_ok_code": list(range(256)),
+    }
+    # stdin is always closed: an empty input closes the pipe at once
+    kwargs["_in"] = input if input is not None else ""
+    if stderr_to_stdout:
+        kwargs["_err_to_out"] = True
+    else:
+        kwargs["_err"] = _err
+    if cwd:
+        kwargs["_cwd"] = cwd
+    proc = cmd(*argv[1:], **kwargs)
+    try:
+        proc.wait()
+    except BaseException:
+        _kill_group(proc.pid)
+        with contextlib.suppress(Exception):
+            proc.wait()
+        raise
+    rc = proc.exit_code
+    stdout = "\n".join(out_lines)
+    if out_lines:
+        stdout += "\n"
+    stderr = "\n".join(err_lines)
+    if check and rc != 0:
+        tail = "\n".join(err_tail if err_tail else out_tail)
+        raise CommandError(argv, rc, tail, hint)
+    return Result(argv, rc, stdout, stderr)
+
+
+def _kill_group(pid: int) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            return
+        if sig == signal.SIGTERM:
+            # give the group a moment to exit before the hard kill
+            import time
+
+            for _ in range(20):
+                try:
+                    os.killpg(pid, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.05)
+
+
+Runner = Callable[..., Result]
+_runner: Runner = _real_run
+
+
+def set_runner(fn: Runner | None) -> Runner:
+    """Replace the runner (tests only); returns the previous one.  None restores."""
+    global _runner
+    prev = _runner
+    _runner = fn if fn is not None else _real_run
+    return prev
+
+
+@contextlib.contextmanager
+def fake_runner(fn: Runner) -> Iterator[None]:
+    prev = set_runner(fn)
+    try:
+        yield
+    finally:
+        set_runner(prev)
+
+
+def run(
+    argv: Sequence[str | Path],
+    *,
+    env: Mapping[str, str] | None = None,
+    inherit_env: bool = True,
+    cwd: str | Path | None = None,
+    check: bool = True,
+    input: str | bytes | None = None,
+    on_line: LineCallback | None = None,
+    stderr_to_stdout: bool = False,
+    quiet: bool = False,
+    hint: str | None = None,
+) -> Result:
+    """Run ``argv`` and return its result; raise CommandError on failure if ``check``.
+
+    ``on_line`` receives each output line as it arrives (stdout, and stderr too when
+    ``stderr_to_stdout``); otherwise output is collected into the Result.
+    """
+    args = [str(a) for a in argv]
+    if not quiet:
+        LOG.debug("+ %s", shlex.join(args))
+    return _runner(
+        args,
+        env=_base_env(env, inherit_env),
+        cwd=str(cwd) if cwd else None,
+        check=check,
+        input=input,
+        on_line=on_line,
+        stderr_to_stdout=stderr_to_stdout,
+        hint=hint,
+    )
+
+
+def output(argv: Sequence[str | Path], **kw: object) -> str:
+    """Run and return stdout, stripped."""
+    return run(argv, **kw).stdout.strip()  # type: ignore[arg-type]
+
+
+def which(name: str) -> str | None:
+    import shutil
+
+    return shutil.which(
+        name,
+        path=os.environ.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin",
+    )
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM (and SIGHUP) into an Interrupted exception so ExitStacks unwind."""
+
+    def _handler(signum: int, _frame: object) -> None:
+        raise Interrupted(f"interrupted by signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGHUP, _handler)
