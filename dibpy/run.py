@@ -16,9 +16,9 @@ import os
 import shlex
 import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sh
 
