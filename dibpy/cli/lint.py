@@ -1,11 +1,59 @@
-"""dib-lint (being written)."""
+"""dib-lint: check element directories (see :mod:`dibpy.lint` for the rules)."""
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from dibpy.cli import not_yet
+from dibpy.cli import entry
+from dibpy.elements import builtin_elements_dir
+from dibpy.lint import lint
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dib-lint",
+        description="Check every element in each ELEMENTS_DIR: README, executable bits, hook "
+        "names that will really run, shell headers, sudo/which, YAML/JSON, shellcheck. "
+        "A file opts out of a rule with '# dib-lint: disable=RULE[,RULE]'.",
+    )
+    p.add_argument(
+        "dirs",
+        nargs="*",
+        metavar="ELEMENTS_DIR",
+        help="directories holding elements (default: $ELEMENTS_DIR, colon-separated, "
+        "else dibpy's built-in library)",
+    )
+    p.add_argument("--no-shellcheck", action="store_true", help="do not run shellcheck")
+    p.add_argument("-q", "--quiet", action="store_true", help="print errors only, no warnings")
+    return p
+
+
+def main_args(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.dirs:
+        dirs = [Path(d) for d in args.dirs]
+    elif os.environ.get("ELEMENTS_DIR"):
+        dirs = [Path(d) for d in os.environ["ELEMENTS_DIR"].split(":") if d]
+    else:
+        dirs = [builtin_elements_dir()]
+    result = lint(dirs, shellcheck=not args.no_shellcheck)
+    shown = result.errors if args.quiet else result.problems
+    for problem in shown:
+        print(problem)
+    note = ""
+    if not args.no_shellcheck and result.shellcheck is None:
+        note = " (shellcheck not installed: skipped)"
+    print(
+        f"dib-lint: {result.elements} elements, {result.files} files: "
+        f"{len(result.errors)} errors, {len(result.warnings)} warnings{note}",
+        file=sys.stderr,
+    )
+    return 1 if result.errors else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return not_yet("dib-lint", "element checks")(argv)
+    return entry(main_args, "dib-lint", argv)
