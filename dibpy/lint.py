@@ -60,7 +60,7 @@ SHELLCHECK_EXCLUDE: tuple[str, ...] = ("SC1090", "SC1091")
 SHELLCHECK_ENV_EXCLUDE: tuple[str, ...] = (*SHELLCHECK_EXCLUDE, "SC2034")
 WARNING_RULES: frozenset[str] = frozenset({"debug-trace"})
 
-_DISABLE = re.compile(r"#\s*dib-lint:\s*disable\s*=\s*([A-Za-z0-9_,\s-]+)")
+_DISABLE = re.compile(r"#[ \t]*dib-lint:[ \t]*disable[ \t]*=[ \t]*([A-Za-z0-9_, \t-]+)")
 _SHEBANG = re.compile(r"^#!\s*(\S+)(.*)$")
 # a command word at the start of a simple command (after a separator or keyword)
 _CMD_POS = r"(?:^|[;&|(`{]\s*|\$\(\s*|\b(?:then|do|else|if|elif|while|until|exec|time)\s+|!\s+)"
