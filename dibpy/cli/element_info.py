@@ -46,24 +46,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def env_output(names: list[str], paths: dict[str, str]) -> str:
-    """What diskimage-builder's ``element-info --env`` prints, for element scripts that eval it."""
+    """What diskimage-builder's ``element-info --env`` prints, for element scripts that eval it.
+
+    ``get_image_element_array`` is pure bash (no python needed inside a chroot); use it as
+    ``eval declare -A image_elements=($(get_image_element_array))``.
+    """
     yaml_map = "\n".join(f"{n}: {paths[n]}" for n in names)
     return (
         f"export IMAGE_ELEMENT={shlex.quote(' '.join(names))}\n"
         f"export IMAGE_ELEMENT_YAML={shlex.quote(yaml_map)}\n"
-        "function get_image_element_array {\n"
-        '  echo "${IMAGE_ELEMENT_YAML}" | python3 -c \'\n'
-        "import sys\n"
-        "m = {}\n"
-        "for line in sys.stdin:\n"
-        '    k, _, v = line.partition(":")\n'
-        "    if k.strip():\n"
-        "        m[k.strip()] = v.strip()\n"
-        'print(" ".join("[%s]=%s" % (k, v) for k, v in m.items()))\n'
-        "'\n"
-        "};\n"
+        f"function get_image_element_array {{\n{GET_IMAGE_ELEMENT_ARRAY_BODY}}};\n"
         "export -f get_image_element_array;\n"
     )
+
+
+#: the body of the bash function get_image_element_array (also exported to hooks)
+GET_IMAGE_ELEMENT_ARRAY_BODY = """  local _line
+  while IFS= read -r _line; do
+    [ -n "$_line" ] || continue
+    printf '[%s]=%s ' "${_line%%: *}" "${_line#*: }"
+  done <<< "${IMAGE_ELEMENT_YAML}"
+  echo
+"""
 
 
 def write_graph(dot: str, target: Path) -> None:

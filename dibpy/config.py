@@ -1,0 +1,456 @@
+"""One frozen, typed BuildConfig, built from one table of settings.
+
+Each :class:`Setting` names its command-line flags, the environment variable that
+diskimage-builder reads for it, its parser and its default.  The command line wins over
+the environment, which wins over the default.  Every value is checked before any work
+starts, and all bad values are reported together.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dibpy.errors import ConfigError, MultiError
+
+_ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv7l": "armhf",
+    "armhf": "armhf",
+    "ppc64le": "ppc64el",
+    "ppc64el": "ppc64el",
+    "s390x": "s390x",
+    "i386": "i386",
+    "i686": "i386",
+}
+
+
+def host_arch() -> str:
+    if shutil.which("dpkg"):
+        import subprocess
+
+        r = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip():
+            return r.stdout.strip()
+    return _ARCH_ALIASES.get(platform.machine(), platform.machine())
+
+
+def parse_arch(value: str) -> str:
+    if value not in _ARCH_ALIASES:
+        known = ", ".join(sorted(set(_ARCH_ALIASES.values())))
+        raise ValueError(f"unknown architecture {value!r} (known: {known})")
+    return _ARCH_ALIASES[value]
+
+
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_MULT = {"": 1024**3, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_gib_size(value: str) -> int:
+    """A size in GiB (diskimage-builder's unit for --image-size), or with a unit suffix."""
+    m = _SIZE.match(value)
+    if not m:
+        raise ValueError(f"{value!r} is not a size (a number of GiB, or e.g. 512M, 3G)")
+    num, unit = float(m.group(1)), (m.group(2) or "").upper()
+    mult = _MULT[unit[:1]] if unit else _MULT[""]
+    size = int(num * mult)
+    if size <= 0:
+        raise ValueError(f"{value!r} must be larger than zero")
+    return size
+
+
+def parse_positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a whole number") from None
+    if n < 0:
+        raise ValueError(f"{value!r} must not be negative")
+    return n
+
+
+def parse_bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{value!r} is not a yes/no value (use 1 or 0)")
+
+
+def parse_types(value: str) -> tuple[str, ...]:
+    types = tuple(t.strip() for t in value.split(",") if t.strip())
+    if not types:
+        raise ValueError("no output type given")
+    return types
+
+
+def parse_install_type(value: str) -> str:
+    if value not in ("source", "package"):
+        raise ValueError(f"{value!r} is not an install type (source or package)")
+    return value
+
+
+def parse_qemu_img_options(value: str) -> str:
+    for item in value.split(","):
+        if item and "=" not in item:
+            raise ValueError(f"{item!r} is not key=value (e.g. compat=0.10,cluster_size=2M)")
+    return value
+
+
+def parse_break(value: str) -> tuple[str, ...]:
+    out = tuple(v.strip() for v in value.split(",") if v.strip())
+    for v in out:
+        if v != "after-error" and not re.match(r"^(before|after)-[a-z-]+$", v):
+            raise ValueError(f"{v!r} is not before-PHASE, after-PHASE or after-error")
+    return out
+
+
+def parse_fs_type(value: str) -> str:
+    if value not in ("ext2", "ext3", "ext4", "xfs", "btrfs", "vfat"):
+        raise ValueError(f"{value!r} is not a root filesystem type (ext2/3/4, xfs, btrfs)")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One build setting: where it comes from and how it is parsed."""
+
+    dest: str
+    flags: tuple[str, ...] = ()
+    env: str | None = None
+    parse: Callable[[str], Any] | None = None
+    default: Any = None
+    help: str = ""
+    metavar: str | None = None
+    #: "store" (takes a value), "flag" (boolean), "count", "append"
+    kind: str = "store"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("image_name", ("-o",), None, str, "image", "output image name (and path)", "NAME"),
+    Setting(
+        "image_types",
+        ("-t",),
+        None,
+        parse_types,
+        ("qcow2",),
+        "comma-separated output types (default qcow2)",
+        "TYPES",
+    ),
+    Setting(
+        "arch", ("-a",), "ARCH", parse_arch, None, "target architecture (default: host)", "ARCH"
+    ),
+    Setting(
+        "debug_trace",
+        ("-x",),
+        "DIB_DEBUG_TRACE",
+        parse_positive_int,
+        0,
+        "trace hooks (repeat for more)",
+        kind="count",
+    ),
+    Setting(
+        "uncompressed", ("-u",), None, None, False, "do not compress qcow2 output", kind="flag"
+    ),
+    Setting("clear_env", ("-c",), None, None, False, "clear the environment first", kind="flag"),
+    Setting("skip_base", ("-n",), None, None, False, "do not add the base element", kind="flag"),
+    Setting(
+        "packages",
+        ("-p",),
+        None,
+        str,
+        (),
+        "extra packages to install (repeatable, comma list)",
+        "PKGS",
+        kind="append",
+    ),
+    Setting(
+        "checksum",
+        ("--checksum",),
+        "DIB_CHECKSUM",
+        parse_bool,
+        False,
+        "write .md5 and .sha256 files",
+        kind="flag",
+    ),
+    Setting(
+        "image_size",
+        ("--image-size",),
+        "DIB_IMAGE_SIZE",
+        parse_gib_size,
+        None,
+        "image size in GiB (or with a unit: 3G, 2500M)",
+        "SIZE",
+    ),
+    Setting(
+        "image_extra_size",
+        ("--image-extra-size",),
+        "DIB_IMAGE_EXTRA_SIZE",
+        parse_gib_size,
+        None,
+        "extra space in GiB beyond the tree's size",
+        "SIZE",
+    ),
+    Setting(
+        "image_cache",
+        ("--image-cache",),
+        "DIB_IMAGE_CACHE",
+        Path,
+        Path("~/.cache/image-create").expanduser(),
+        "cache directory",
+        "DIR",
+    ),
+    Setting(
+        "max_online_resize",
+        ("--max-online-resize",),
+        None,
+        parse_positive_int,
+        None,
+        "largest size (in fs blocks) to allow online resize to",
+        "N",
+    ),
+    Setting(
+        "min_tmpfs",
+        ("--min-tmpfs",),
+        "DIB_MIN_TMPFS",
+        parse_positive_int,
+        2,
+        "minimum tmpfs size in GiB for the build dir",
+        "GB",
+    ),
+    Setting(
+        "no_tmpfs",
+        ("--no-tmpfs",),
+        "DIB_NO_TMPFS",
+        parse_bool,
+        False,
+        "do not build in tmpfs",
+        kind="flag",
+    ),
+    Setting(
+        "mkfs_options",
+        ("--mkfs-options",),
+        "DIB_MKFS_OPTS",
+        str,
+        "",
+        "extra options for the root mkfs",
+        "OPTS",
+    ),
+    Setting(
+        "mkfs_journal_size",
+        ("--mkfs-journal-size",),
+        "DIB_JOURNAL_SIZE",
+        parse_positive_int,
+        None,
+        "ext4 journal size in MiB",
+        "MB",
+    ),
+    Setting(
+        "qemu_img_options",
+        ("--qemu-img-options",),
+        "DIB_QEMU_IMG_OPTIONS",
+        parse_qemu_img_options,
+        "",
+        "qemu-img -o options (k=v,...)",
+        "OPTS",
+    ),
+    Setting(
+        "root_label",
+        ("--root-label",),
+        "DIB_ROOT_LABEL",
+        str,
+        None,
+        "root filesystem label (default cloudimg-rootfs; img-rootfs for xfs)",
+        "LABEL",
+    ),
+    Setting(
+        "ramdisk_element",
+        ("--ramdisk-element",),
+        "RAMDISK_ELEMENT",
+        str,
+        "ramdisk",
+        "the element a ramdisk build adds",
+        "ELEMENT",
+    ),
+    Setting(
+        "install_type",
+        ("--install-type",),
+        "DIB_DEFAULT_INSTALLTYPE",
+        parse_install_type,
+        "source",
+        "default install type (source or package)",
+        "TYPE",
+    ),
+    Setting(
+        "logfile", ("--logfile",), None, Path, None, "write the log here (quiet console)", "FILE"
+    ),
+    Setting(
+        "offline",
+        ("--offline",),
+        "DIB_OFFLINE",
+        parse_bool,
+        False,
+        "build from caches, no network",
+        kind="flag",
+    ),
+    Setting(
+        "boot_test",
+        ("--boot-test",),
+        None,
+        None,
+        False,
+        "boot the image in QEMU afterwards and wait for a login prompt",
+        kind="flag",
+    ),
+    Setting("fs_type", (), "FS_TYPE", parse_fs_type, "ext4"),
+    Setting("tmp_dir", (), "TMP_DIR", Path, Path("/tmp")),
+    Setting("overwrite_old_image", (), "OVERWRITE_OLD_IMAGE", parse_bool, False),
+    Setting("block_device_config", (), "DIB_BLOCK_DEVICE_CONFIG", str, None),
+    Setting("breaks", (), "break", parse_break, ()),
+    Setting("release", (), "DIB_RELEASE", str, None),
+    Setting("mirror", (), "DIB_DISTRIBUTION_MIRROR", str, None),
+)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything one build needs to know, checked.  Immutable."""
+
+    elements: tuple[str, ...]
+    image_name: str = "image"
+    image_types: tuple[str, ...] = ("qcow2",)
+    arch: str = "amd64"
+    debug_trace: int = 0
+    uncompressed: bool = False
+    clear_env: bool = False
+    skip_base: bool = False
+    packages: tuple[str, ...] = ()
+    checksum: bool = False
+    image_size: int | None = None
+    image_extra_size: int | None = None
+    image_cache: Path = Path("~/.cache/image-create")
+    max_online_resize: int | None = None
+    min_tmpfs: int = 2
+    no_tmpfs: bool = False
+    mkfs_options: str = ""
+    mkfs_journal_size: int | None = None
+    qemu_img_options: str = ""
+    root_label: str | None = None
+    ramdisk_element: str = "ramdisk"
+    install_type: str = "source"
+    logfile: Path | None = None
+    offline: bool = False
+    boot_test: bool = False
+    fs_type: str = "ext4"
+    tmp_dir: Path = Path("/tmp")
+    overwrite_old_image: bool = False
+    block_device_config: str | None = None
+    breaks: tuple[str, ...] = ()
+    release: str | None = None
+    mirror: str | None = None
+    ramdisk: bool = False
+    #: the environment the build started with (DIB_* variables reach the hooks)
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    argv: tuple[str, ...] = ()
+
+    @property
+    def output_base(self) -> Path:
+        """IMAGE_NAME without a type suffix (stripped when a single type is asked for)."""
+        name = self.image_name
+        if len(self.image_types) == 1 and name.endswith("." + self.image_types[0]):
+            name = name[: -len(self.image_types[0]) - 1]
+        return Path(name).expanduser().absolute()
+
+    @property
+    def effective_root_label(self) -> str:
+        if self.root_label:
+            return self.root_label
+        return "img-rootfs" if self.fs_type == "xfs" else "cloudimg-rootfs"
+
+
+def build_config(
+    cli_values: Mapping[str, Any],
+    elements: Sequence[str],
+    environ: Mapping[str, str] | None = None,
+    *,
+    ramdisk: bool = False,
+    argv: Sequence[str] = (),
+) -> BuildConfig:
+    """Merge command line > environment > defaults; report every bad value at once."""
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for s in SETTINGS:
+        raw = cli_values.get(s.dest)
+        source = (s.flags[0] if s.flags else "") or (s.env or s.dest)
+        if s.kind == "flag":
+            if raw:
+                values[s.dest] = True
+                continue
+        elif s.kind == "count":
+            if raw:
+                values[s.dest] = int(raw)
+                continue
+        elif s.kind == "append":
+            if raw:
+                items = [p.strip() for chunk in raw for p in chunk.replace(",", " ").split()]
+                values[s.dest] = tuple(p for p in items if p)
+                continue
+        elif raw is not None:
+            try:
+                values[s.dest] = s.parse(raw) if s.parse else raw
+            except ValueError as e:
+                problems.append(f"{source}: {e}")
+            continue
+        if s.env and env.get(s.env, "") != "":
+            try:
+                values[s.dest] = s.parse(env[s.env]) if s.parse else parse_bool(env[s.env])
+            except ValueError as e:
+                problems.append(f"environment variable {s.env}: {e}")
+    if "arch" not in values:
+        values["arch"] = host_arch()
+    if not elements:
+        problems.append("no elements given")
+    if ramdisk and values.get("no_tmpfs") is None:
+        values["no_tmpfs"] = True
+    if problems:
+        raise MultiError(problems, hint="see disk-image-create --help")
+    cfg = BuildConfig(
+        elements=tuple(elements),
+        environ=env,
+        ramdisk=ramdisk,
+        argv=tuple(argv),
+        **values,
+    )
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: BuildConfig) -> None:
+    problems = []
+    out = cfg.output_base
+    if out.exists() and out.is_dir():
+        problems.append(f"-o {cfg.image_name}: is a directory; give a file name")
+    if len(cfg.effective_root_label) > (12 if cfg.fs_type == "xfs" else 16):
+        problems.append(f"root label {cfg.effective_root_label!r} is too long for {cfg.fs_type}")
+    if cfg.tmp_dir and not cfg.tmp_dir.is_dir():
+        problems.append(f"TMP_DIR {cfg.tmp_dir} is not a directory")
+    if problems:
+        raise MultiError(problems)
+
+
+def settings_by_dest() -> dict[str, Setting]:
+    return {s.dest: s for s in SETTINGS}
+
+
+__all__ = ["SETTINGS", "BuildConfig", "ConfigError", "Setting", "build_config", "host_arch"]

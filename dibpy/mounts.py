@@ -1,0 +1,119 @@
+"""Mounting and unmounting, as resources with an owner.
+
+Every mount made here is pushed onto the caller's ExitStack at once.  Unmounting kills
+processes still running with their root (or cwd) inside the tree first, then retries with
+a growing delay; a mount that will not go is a logged error, never a silent lazy unmount
+that leaves a build's filesystem alive behind the user's back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from dibpy import run
+from dibpy.errors import CommandError, DibpyError
+
+LOG = logging.getLogger("dibpy")
+
+
+def is_mounted(path: Path) -> bool:
+    p = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        return any(_unescape(line.split()[1]) == p for line in f)
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below ``path``, deepest first."""
+    p = os.path.realpath(path)
+    out = []
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            mp = _unescape(line.split()[1])
+            if mp == p or mp.startswith(p.rstrip("/") + "/"):
+                out.append(mp)
+    return sorted(out, key=lambda m: (m.count("/"), m), reverse=True)
+
+
+def _unescape(s: str) -> str:
+    return (
+        s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    )
+
+
+def processes_using(root: Path) -> list[int]:
+    """PIDs whose root directory or cwd is ``root`` or below it (chroot leftovers)."""
+    r = os.path.realpath(root).rstrip("/")
+    pids = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        for link in ("root", "cwd"):
+            try:
+                target = os.readlink(f"/proc/{entry}/{link}")
+            except OSError:
+                continue
+            if target == r or target.startswith(r + "/"):
+                pids.append(int(entry))
+                break
+    return pids
+
+
+def kill_processes_in(root: Path) -> list[int]:
+    """Terminate (then kill) every process living in ``root``; returns their pids."""
+    pids = processes_using(root)
+    if not pids:
+        return []
+    LOG.warning("stopping %d process(es) still running in %s: %s", len(pids), root, pids)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if not [p for p in pids if os.path.exists(f"/proc/{p}")]:
+                return pids
+            time.sleep(0.1)
+    return pids
+
+
+def mount(args: Sequence[str], target: Path, stack: contextlib.ExitStack, what: str = "") -> Path:
+    """``mount ARGS TARGET`` and push its unmount onto ``stack``."""
+    target.mkdir(parents=True, exist_ok=True)
+    run.run(["mount", *args, str(target)])
+    stack.callback(umount, target, what or str(target))
+    return target
+
+
+def umount(target: Path, what: str = "", tries: int = 8) -> None:
+    """Unmount ``target`` (no-op if not mounted), killing processes that keep it busy."""
+    if not is_mounted(target):
+        return
+    delay = 0.1
+    for attempt in range(tries):
+        try:
+            run.run(["umount", str(target)], quiet=attempt > 0)
+            return
+        except CommandError as e:
+            if not is_mounted(target):
+                return
+            if attempt == 0 or "busy" in e.output_tail:
+                kill_processes_in(target)
+            if attempt == tries - 1:
+                raise DibpyError(
+                    f"cannot unmount {what or target}: {e.output_tail.strip()}",
+                    hint="something still uses it; see `fuser -vm " + str(target) + "`",
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def mount_ro_remount(target: Path) -> None:
+    """Make an existing bind mount read-only (its unmount is already on a stack)."""
+    run.run(["mount", "-o", "remount,bind,ro", str(target)])
