@@ -112,7 +112,8 @@ def resolve(
         graph.add_node(name, kind="element", path=str(el.path))
         for p in sorted(el.provides):
             provided_by.setdefault(p, []).append(name)
-            if p not in graph:
+            # a depends edge may have added the node already, without its kind
+            if graph.nodes.get(p, {}).get("kind") != "element":
                 graph.add_node(p, kind="provided")
             graph.add_edge(name, p, kind="provides")
         provided |= el.provides
