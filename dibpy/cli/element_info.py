@@ -73,7 +73,13 @@ GET_IMAGE_ELEMENT_ARRAY_BODY = """  local _line
 def write_graph(dot: str, target: Path) -> None:
     suffix = target.suffix.lower().lstrip(".")
     if suffix in ("", "dot", "gv"):
-        target.write_text(dot)
+        try:
+            target.write_text(dot)
+        except OSError as e:
+            raise ConfigError(
+                f"--graph {target}: cannot write it: {e.strerror}",
+                hint="give a path in an existing, writable directory",
+            ) from None
         return
     if suffix not in ("svg", "png", "pdf"):
         raise ConfigError(
