@@ -52,6 +52,8 @@ class Hook:
     name: str
     path: Path
     element: str
+    #: the file in the element itself (the hook tree holds a copy)
+    source: Path | None = None
 
 
 @dataclass
@@ -61,7 +63,11 @@ class PhaseScan:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def scan_dir(directory: Path, origins: Mapping[str, str] | None = None) -> PhaseScan:
+def scan_dir(
+    directory: Path,
+    origins: Mapping[str, str] | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> PhaseScan:
     """The hooks that will run from ``directory``, in order, and what is skipped and why."""
     scan = PhaseScan()
     if not directory.is_dir():
@@ -88,7 +94,8 @@ def scan_dir(directory: Path, origins: Mapping[str, str] | None = None) -> Phase
                 scan.skipped.append((entry, "it is not executable (chmod +x it)"))
             continue
         element = (origins or {}).get(name, "")
-        scan.hooks.append(Hook(name, entry, element))
+        src = (sources or {}).get(name)
+        scan.hooks.append(Hook(name, entry, element, Path(src) if src else None))
     return scan
 
 
@@ -102,13 +109,17 @@ class HookTree:
     root: Path
     #: "phase/file" -> element name
     origins: dict[str, str]
+    #: "phase/file" -> the path of the file in its element
+    sources: dict[str, str] = field(default_factory=dict)
 
     def phase_origins(self, phase: str) -> dict[str, str]:
         prefix = phase + "/"
         return {k[len(prefix) :]: v for k, v in self.origins.items() if k.startswith(prefix)}
 
     def scan(self, phase: str) -> PhaseScan:
-        return scan_dir(self.root / phase, self.phase_origins(phase))
+        prefix = phase + "/"
+        sources = {k[len(prefix) :]: v for k, v in self.sources.items() if k.startswith(prefix)}
+        return scan_dir(self.root / phase, self.phase_origins(phase), sources)
 
     def environment_files(self) -> list[Path]:
         return environment_files(self.root / "environment.d")
@@ -170,7 +181,7 @@ def merge_hooks(elements: Iterable[Element], dest: Path) -> HookTree:
             hint="two elements may not ship the same hook or file name; rename one of them",
         )
     (dest / ORIGINS_FILE).write_text(json.dumps(origins, indent=1, sort_keys=True))
-    return HookTree(dest, origins)
+    return HookTree(dest, origins, {k: str(v) for k, v in source.items()})
 
 
 def _walk_files(d: Path) -> Iterable[Path]:
@@ -279,7 +290,7 @@ def run_hooks(
             raise HookError(
                 f"hook {label} of {who} failed with exit status {e.returncode} "
                 f"after {elapsed:.1f} s" + (f"; its last output:\n{lines}" if lines else ""),
-                hint=f"the hook is {hook.path}; rerun with -x for a trace, or set "
+                hint=f"the hook is {hook.source or hook.path}; rerun with -x for a trace, or set "
                 f"break=after-error for a shell",
             ) from None
         timings.append((hook.name, time.monotonic() - start))
