@@ -429,3 +429,11 @@ def test_cli_quiet_hides_warnings(tmp_path: Path) -> None:
     element(tmp_path, "e", {"root.d/10-x": ("#!/bin/bash\nset -eu -o pipefail\n", 0o755)})
     assert dib_lint(str(tmp_path), "--no-shellcheck").stdout.count("debug-trace") == 1
     assert dib_lint(str(tmp_path), "--no-shellcheck", "-q").stdout == ""
+
+
+def test_cli_defaults_to_the_builtin_library() -> None:
+    from dibpy.elements import builtin_elements_dir
+
+    count = sum(1 for p in builtin_elements_dir().iterdir() if p.is_dir())
+    r = dib_lint("--no-shellcheck")
+    assert f"dib-lint: {count} elements" in r.stderr, r.stderr
