@@ -66,7 +66,7 @@ _SHEBANG = re.compile(r"^#!\s*(\S+)(.*)$")
 _CMD_POS = r"(?:^|[;&|(`{]\s*|\$\(\s*|\b(?:then|do|else|if|elif|while|until|exec|time)\s+|!\s+)"
 _SUDO = re.compile(_CMD_POS + r"sudo(?=\s|$|;)")
 _WHICH = re.compile(_CMD_POS + r"which(?=\s)")
-_SET = re.compile(r"(?:^|[;&|]\s*)set\s+([^;&|#]*)")
+_SET = re.compile(r"(?:^\s*|[;&|]\s*)set\s+([^;&|#]*)")
 _OPT_LETTERS = {"e": "errexit", "u": "nounset"}
 
 

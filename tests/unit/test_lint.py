@@ -192,6 +192,8 @@ def test_shebang_required_for_hooks_and_bin(tmp_path: Path) -> None:
         "set -o errexit -o nounset -o pipefail\n",
         "set -e\nset -u\nset -o pipefail\n",
         "set -eux -o pipefail\n",
+        "  set -eu\n\tset -o pipefail\n",
+        "true; set -eu; set -o pipefail\n",
     ],
 )
 def test_set_eu_pipefail_spellings_accepted(tmp_path: Path, header: str) -> None:
