@@ -31,8 +31,14 @@ class OutputPlugin:
     name: ClassVar[str] = ""
     #: file name suffix of the output (without the dot)
     extension: ClassVar[str] = ""
+    #: True for formats made from the file tree (tar, squashfs, ...): the build calls
+    #: write_tree() while the final filesystem is still mounted, instead of write()
+    needs_tree: ClassVar[bool] = False
 
     def write(self, raw: Path, dest: Path, opts: OutputOptions) -> None:
+        raise NotImplementedError
+
+    def write_tree(self, root: Path, dest: Path, opts: OutputOptions) -> None:
         raise NotImplementedError
 
     def check(self, dest: Path) -> None:
