@@ -1,0 +1,289 @@
+"""Reading, flattening and validating a block-device config; building its graph.
+
+The format is diskimage-builder's: a YAML list of single-key maps ``{plugin: {...}}``,
+in *graph* form (every node names its ``base``) or *tree* form (a plugin key nested in
+another node makes a child).  Flattening rules:
+
+* a missing ``base`` is the parent's name;
+* a missing ``name`` is ``<plugin>_<base>``;
+* plugin keys inside a ``partitioning``'s ``partitions[]`` entries become children of
+  that partition.
+
+Everything is checked before anything is made, and every problem is reported at once,
+each with its YAML path (``config[2].partitioning.partitions[1].size``): the JSON schema
+of each plugin, unknown plugins and keys (with a did-you-mean), multi-key entries,
+missing and duplicate names, undefined bases, cycles, and each plugin's own checks
+(labels, sizes that do not fit).  The nodes form a networkx DiGraph whose order is a
+topological sort with a lexicographic tie-break, so it is the same on every run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+import networkx as nx
+import yaml
+
+from dibpy.blockdev.params import BlockDeviceParams
+from dibpy.blockdev.plugin import Node, RawNode, ValidationContext, plugins
+from dibpy.errors import MultiError
+
+ROOT_MKFS = "mkfs_root"
+
+
+class BlockDeviceConfigError(MultiError):
+    """The block-device config is invalid; ``problems`` each start with a YAML path."""
+
+    def __init__(self, problems: list[str], origin: str, hint: str | None = None) -> None:
+        super().__init__(problems, hint)
+        self.origin = origin
+        head = f"invalid block-device config ({origin})"
+        if len(self.problems) == 1:
+            self.message = f"{head}: {self.problems[0]}"
+        else:
+            self.message = f"{head}: {len(self.problems)} problems:\n" + "\n".join(
+                f"  - {p}" for p in self.problems
+            )
+        self.args = (self.message,)
+
+
+@dataclass
+class BlockDeviceConfig:
+    """A validated config: its nodes, their graph and the order to create them in."""
+
+    origin: str
+    data: list[Any]
+    nodes: dict[str, Node]
+    graph: nx.DiGraph
+    order: list[str]
+    params: BlockDeviceParams
+
+    def nodes_of(self, plugin: str) -> list[Node]:
+        return [self.nodes[n] for n in self.order if self.nodes[n].plugin == plugin]
+
+
+def did_you_mean(name: str, candidates: Any) -> str:
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=2, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+
+
+def parse_yaml(text: str, origin: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "?"
+        raise BlockDeviceConfigError(
+            [f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}"], origin
+        ) from None
+
+
+def flatten(data: Any, plugin_names: set[str]) -> tuple[list[RawNode], list[str]]:
+    """Tree form to graph form.  Returns the nodes and the problems found."""
+    problems: list[str] = []
+    out: list[RawNode] = []
+    if not isinstance(data, list) or not data:
+        return [], ["config: must be a non-empty list of single-key maps {plugin: {...}}"]
+
+    def walk(plugin: str, body: Any, path: str, parent: str | None) -> None:
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            problems.append(f"{path}: must be a mapping, not {type(body).__name__}")
+            return
+        own = {k: v for k, v in body.items() if k not in plugin_names}
+        children = [(k, v) for k, v in body.items() if k in plugin_names]
+        if "base" not in own and parent is not None:
+            own["base"] = parent
+        name = own.get("name")
+        if name is None:
+            base = own.get("base")
+            if isinstance(base, str):
+                name = f"{plugin}_{base}"
+                own["name"] = name
+            else:
+                problems.append(
+                    f"{path}: missing name"
+                    + (" (a node with several bases needs one)" if base else "")
+                )
+        elif not isinstance(name, str) or not name:
+            problems.append(f"{path}.name: must be a non-empty string")
+            name = None
+        part_children: list[tuple[str, Any, str, str]] = []
+        if plugin == "partitioning" and isinstance(own.get("partitions"), list):
+            parts = []
+            for j, part in enumerate(own["partitions"]):
+                if not isinstance(part, dict):
+                    parts.append(part)
+                    continue
+                ppath = f"{path}.partitions[{j}]"
+                parts.append({k: v for k, v in part.items() if k not in plugin_names})
+                pname = part.get("name")
+                for k, v in part.items():
+                    if k in plugin_names:
+                        if isinstance(pname, str):
+                            part_children.append((k, v, f"{ppath}.{k}", pname))
+                        else:
+                            problems.append(f"{ppath}.{k}: its partition has no name")
+            own["partitions"] = parts
+        out.append(RawNode(plugin, name or "", own, path))
+        for k, v, cpath, pname in part_children:
+            walk(k, v, cpath, pname)
+        for k, v in children:
+            if name:
+                walk(k, v, f"{path}.{k}", name)
+            else:
+                problems.append(f"{path}.{k}: its parent has no name")
+
+    for i, entry in enumerate(data):
+        path = f"config[{i}]"
+        if not isinstance(entry, dict) or not entry:
+            problems.append(f"{path}: must be a single-key map {{plugin: {{...}}}}")
+            continue
+        if len(entry) != 1:
+            keys = ", ".join(repr(str(k)) for k in entry)
+            problems.append(
+                f"{path}: a node must have exactly one plugin key, found {len(entry)}: {keys}"
+            )
+            continue
+        ((plugin, body),) = entry.items()
+        if plugin not in plugin_names:
+            problems.append(
+                f"{path}: unknown block-device plugin {plugin!r}"
+                + did_you_mean(str(plugin), plugin_names)
+            )
+            continue
+        walk(plugin, body, f"{path}.{plugin}", None)
+    return out, problems
+
+
+def _json_path(parts: Any) -> str:
+    s = ""
+    for p in parts:
+        s += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return s
+
+
+def schema_problems(raw: RawNode, schema: Mapping[str, Any], plugin_names: set[str]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for err in sorted(validator.iter_errors(raw.config), key=lambda e: list(e.absolute_path)):
+        where = raw.path + _json_path(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            known = set(err.schema.get("properties", {}))
+            for extra in sorted(set(err.instance) - known):
+                problems.append(
+                    f"{where}.{extra}: unknown key" + did_you_mean(str(extra), known | plugin_names)
+                )
+            continue
+        problems.append(f"{where}: {err.message}")
+    return problems
+
+
+def _merge_root_params(raw: RawNode, params: BlockDeviceParams) -> None:
+    """diskimage-builder's params (root-fs-type, root-label, root-fs-opts) fill mkfs_root."""
+    if raw.plugin != "mkfs" or raw.name != ROOT_MKFS:
+        return
+    raw.config.setdefault("type", params.root_fs_type)
+    if "label" not in raw.config:
+        raw.config["label"] = params.effective_root_label
+    if "opts" not in raw.config and params.root_fs_opts:
+        raw.config["opts"] = list(params.root_fs_opts)
+
+
+def load_config(
+    source: str | list[Any],
+    params: BlockDeviceParams,
+    *,
+    origin: str = "block-device config",
+    host_checks: bool = True,
+) -> BlockDeviceConfig:
+    """Parse and validate a config (YAML text or already-parsed list).
+
+    Raises :class:`BlockDeviceConfigError` (a MultiError) listing every problem with its
+    YAML path.  ``host_checks`` also checks that this host can create it (tools,
+    device-mapper for LVM); turn it off to validate a config for another machine.
+    """
+    data = parse_yaml(source, origin) if isinstance(source, str) else source
+    classes = plugins()
+    names = set(classes)
+    raws, problems = flatten(data, names)
+
+    nodes: dict[str, Node] = {}
+    where: dict[str, str] = {}
+    for raw in raws:
+        cls = classes[raw.plugin]
+        bad = schema_problems(raw, cls.schema(), names)
+        if bad:
+            problems += bad
+            continue
+        if not raw.name:
+            continue
+        _merge_root_params(raw, params)
+        for node in cls.from_config(raw, params):
+            if node.name in nodes:
+                problems.append(
+                    f"{node.path}: duplicate name {node.name!r} (first defined at "
+                    f"{where[node.name]})"
+                )
+                continue
+            node.seq = len(nodes)
+            nodes[node.name] = node
+            where[node.name] = node.path
+
+    graph = nx.DiGraph()
+    for name in nodes:
+        graph.add_node(name)
+    for node in nodes.values():
+        for base in node.bases:
+            if base not in nodes:
+                problems.append(
+                    f"{node.path}.base: undefined node {base!r}" + did_you_mean(base, nodes)
+                )
+                continue
+            if node.base_kinds and nodes[base].kind not in node.base_kinds:
+                problems.append(
+                    f"{node.path}.base: {base!r} is a {nodes[base].plugin} node "
+                    f"({nodes[base].kind}); {node.plugin} needs a " + " or ".join(node.base_kinds)
+                )
+                continue
+            graph.add_edge(base, node.name)
+        if node.needs_base and not node.bases:
+            problems.append(f"{node.path}: missing base")
+        for dep in node.after(nodes):
+            if dep in nodes:
+                graph.add_edge(dep, node.name)
+    if not problems:
+        try:
+            cycle = nx.find_cycle(graph)
+            problems.append(
+                "config: the nodes form a cycle: "
+                + " -> ".join(a for a, _ in cycle)
+                + f" -> {cycle[0][0]}"
+            )
+        except nx.NetworkXNoCycle:
+            pass
+
+    order: list[str] = []
+    if not problems:
+        order = list(nx.lexicographical_topological_sort(graph))
+        ctx = ValidationContext({n: nodes[n] for n in order}, params)
+        for n in order:
+            nodes[n].validate(ctx)
+        problems += ctx.problems
+        if host_checks and not problems:
+            seen: set[str] = set()
+            for n in order:
+                for p in nodes[n].host_problems():
+                    if p not in seen:
+                        seen.add(p)
+                        problems.append(f"{nodes[n].path}: {p}")
+    if problems:
+        raise BlockDeviceConfigError(problems, origin)
+    return BlockDeviceConfig(origin, data, {n: nodes[n] for n in order}, graph, order, params)
