@@ -362,7 +362,7 @@ class BootTest:
     """
 
     #: seconds between "are you a shell yet?" probes after typing the password
-    probe_interval = 5.0
+    probe_interval = 3.0
     #: seconds QEMU gets to exit after SIGTERM before SIGKILL
     kill_grace = 5.0
 
@@ -486,10 +486,12 @@ class BootTest:
                 "-drive",
                 f"file={_drive_path(self.image)},format={fmt},if=none,id=disk0,snapshot=on",
             ]
+            # with -kernel, QEMU's own kernel loader holds boot index 0
+            boot = "" if self.kernel is not None else ",bootindex=0"
             if self.disk_interface == "virtio":
-                argv += ["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]
+                argv += ["-device", f"virtio-blk-pci,drive=disk0{boot}"]
             else:
-                argv += ["-device", "ide-hd,drive=disk0,bootindex=0"]
+                argv += ["-device", f"ide-hd,drive=disk0{boot}"]
         if self.kernel is not None:
             argv += ["-kernel", str(self.kernel)]
             if self.initrd is not None:
