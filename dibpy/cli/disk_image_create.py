@@ -1,15 +1,90 @@
-"""disk-image-create / ramdisk-image-create (pending the build-pipeline issue)."""
+"""disk-image-create / ramdisk-image-create: diskimage-builder's options, dibpy's engine."""
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
 from collections.abc import Sequence
 
-from dibpy.cli import not_yet
+from dibpy import __version__
+from dibpy.cli import entry
+from dibpy.config import SETTINGS, build_config
+from dibpy.log import setup_logging
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Build a disk image from a list of elements (diskimage-builder compatible).",
+        epilog="Environment: DIB_RELEASE, DIB_DISTRIBUTION_MIRROR, DIB_IMAGE_CACHE, "
+        "ELEMENTS_PATH, DIB_BLOCK_DEVICE_CONFIG, FS_TYPE, DIB_ROOT_LABEL, TMP_DIR, "
+        "OVERWRITE_OLD_IMAGE, DIB_DEBUG_TRACE, DIB_OFFLINE, break=before-PHASE|after-PHASE|"
+        "after-error.",
+    )
+    for s in SETTINGS:
+        if not s.flags:
+            continue
+        kw: dict[str, object] = {"dest": s.dest, "help": s.help}
+        if s.kind == "flag":
+            kw["action"] = "store_true"
+        elif s.kind == "count":
+            kw["action"] = "count"
+        elif s.kind == "append":
+            kw["action"] = "append"
+            kw["metavar"] = s.metavar
+        else:
+            kw["metavar"] = s.metavar
+        p.add_argument(*s.flags, **kw)  # type: ignore[arg-type]
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    p.add_argument("--version", action="version", version=f"dibpy {__version__}")
+    p.add_argument("elements", nargs="*", metavar="ELEMENT", help="elements to build with")
+    return p
+
+
+def _main(argv: Sequence[str], prog: str, ramdisk: bool) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_intermixed_args(argv)
+    values = vars(args)
+    if values.get("clear_env"):
+        keep = ("PATH", "HOME", "TERM", "USER", "LANG", "ELEMENTS_PATH", "TMP_DIR", "break")
+        environ = {k: v for k, v in os.environ.items() if k in keep}
+    else:
+        environ = dict(os.environ)
+    cfg = build_config(values, args.elements, environ, ramdisk=ramdisk, argv=list(argv))
+    setup_logging(
+        debug=1 if (args.debug or cfg.debug_trace) else 0,
+        logfile=str(cfg.logfile) if cfg.logfile else None,
+        quiet=cfg.logfile is not None,
+    )
+    from dibpy import run
+    from dibpy.build import build
+
+    run.install_signal_handlers()
+    result = build(cfg)
+    for out in result.outputs:
+        print(out)
+    if cfg.boot_test:
+        from dibpy.boottest import BootTest
+
+        image = next((o for o in result.outputs if o.suffix in (".qcow2", ".raw")), None)
+        if image is None:
+            from dibpy.errors import ConfigError
+
+            raise ConfigError("--boot-test needs a qcow2 or raw output", hint="add -t qcow2")
+        uefi = "block-device-efi" in os.environ.get("DIB_BLOCK_DEVICE", "") or any(
+            e.startswith("block-device-efi") for e in cfg.elements
+        )
+        res = BootTest(image=image, uefi=uefi, console_log=image.with_suffix(".console.log")).run()
+        print(f"{image}: login prompt after {res.seconds_to_prompt:.1f} s ({res.accel})")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return not_yet("disk-image-create", "the build pipeline (issue 4)")(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    return entry(lambda a: _main(a, "disk-image-create", False), "disk-image-create", args)
 
 
 def ramdisk_main(argv: Sequence[str] | None = None) -> int:
-    return not_yet("ramdisk-image-create", "ramdisk builds (issue 5)")(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    return entry(lambda a: _main(a, "ramdisk-image-create", True), "ramdisk-image-create", args)

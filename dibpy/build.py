@@ -1,0 +1,560 @@
+"""The orchestrator: one Build owns one ExitStack.
+
+Flow (diskimage-builder's): validate everything -> build dir (tmpfs when memory allows)
+-> merge hooks -> root.d -> extra-data.d -> pre-install.d / install.d / ``-p`` packages /
+post-install.d in the chroot -> post-root.d -> size the image -> block device create ->
+copy the tree in -> fstab -> pre-finalise.d -> finalise.d (chroot of the mounted image)
+-> cleanup.d -> unmount -> outputs -> checksums.
+
+Resources: the build directory, its tmpfs, every mount and the block device are pushed
+onto the build's ExitStack the moment they exist; whatever fails or interrupts the
+build, the stack unwinds them in reverse.  Outputs are written under temporary names
+and renamed into place only when they passed their check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dibpy import __version__, chroot, mounts, run
+from dibpy.blockdev import BlockDevice, BlockDeviceParams, config_source, load_config
+from dibpy.cli.element_info import GET_IMAGE_ELEMENT_ARRAY_BODY
+from dibpy.config import BuildConfig
+from dibpy.elements import find_library, resolve
+from dibpy.elements.resolve import Resolution, default_elements
+from dibpy.errors import ConfigError, DibpyError, HookError, MultiError
+from dibpy.hooks import HookTree, merge_hooks, run_phase
+from dibpy.outputs import OutputOptions, OutputPlugin
+from dibpy.outputs import get as get_output
+
+LOG = logging.getLogger("dibpy")
+
+HOST_PHASES_BEFORE_CHROOT = ("root.d",)
+CHROOT_BUILD_PHASES = ("pre-install.d", "install.d", "post-install.d")
+CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+LIB_DIR = Path(__file__).resolve().parent / "lib"
+GIB = 1024**3
+MIB = 1024**2
+
+
+@dataclass
+class StageTimer:
+    """Wall time of each build stage, for the log, the manifest and bench/."""
+
+    stages: list[tuple[str, float]] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.stages.append((name, time.monotonic() - start))
+
+    def table(self) -> str:
+        total = sum(t for _, t in self.stages) or 1.0
+        width = max((len(n) for n, _ in self.stages), default=5)
+        rows = ["build stages:"]
+        rows += [f"  {n:<{width}}  {t:8.2f} s  {100 * t / total:5.1f} %" for n, t in self.stages]
+        rows.append(f"  {'total':<{width}}  {sum(t for _, t in self.stages):8.2f} s")
+        return "\n".join(rows)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    outputs: tuple[Path, ...]
+    manifest_dir: Path | None
+    stages: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything validated before any resource exists."""
+
+    cfg: BuildConfig
+    resolution: Resolution
+    outputs: tuple[tuple[OutputPlugin, Path], ...]
+    elements_path: str
+    block_device_text: str | None
+    block_device_origin: str
+
+
+def plan(cfg: BuildConfig) -> Plan:
+    """Validate the whole build (elements, output types, block-device config, host tools).
+
+    Every problem found is reported together, before any resource exists.
+    """
+    problems: list[str] = []
+    hints: list[str] = []
+
+    def note(e: ConfigError) -> None:
+        problems.extend(e.problems if isinstance(e, MultiError) else [e.message])
+        if e.hint:
+            hints.append(e.hint)
+
+    library = find_library(cfg.environ)
+    names = default_elements(
+        cfg.elements,
+        skip_base=cfg.skip_base,
+        arch=cfg.arch,
+        ramdisk_element=cfg.ramdisk_element if cfg.ramdisk else None,
+    )
+    resolution: Resolution | None = None
+    try:
+        resolution = resolve(names, library)
+    except ConfigError as e:
+        note(e)
+    no_final = cfg.ramdisk or (resolution is not None and "no-final-image" in resolution.names)
+    outputs: list[tuple[OutputPlugin, Path]] = []
+    base = cfg.output_base
+    for t in cfg.image_types:
+        try:
+            plugin = get_output(t)
+        except ConfigError as e:
+            note(e)
+            continue
+        outputs.append((plugin, base.with_name(base.name + "." + plugin.extension)))
+    if no_final:
+        outputs = []
+    missing = [t for t in ("chroot", "mount", "umount", "losetup") if shutil.which(t) is None]
+    if any(p.name != "raw" for p, _ in outputs) and shutil.which("qemu-img") is None:
+        missing.append("qemu-img")
+    if missing:
+        problems.append(f"required host programs missing: {', '.join(missing)}")
+        hints.append("install them (the README lists the host packages)")
+    bd_text: str | None = None
+    bd_origin = ""
+    if resolution is not None and not no_final:
+        try:
+            bd_text, bd_origin = config_source(resolution.elements, cfg.arch, cfg.environ)
+            # structure, names, labels and plugins are checked now; sizes once known
+            load_config(bd_text, _bd_params(cfg, Path("/nonexistent"), 8 * GIB), origin=bd_origin)
+        except ConfigError as e:
+            note(e)
+    if problems or resolution is None:
+        raise MultiError(problems, hint="; ".join(dict.fromkeys(hints)) or None)
+    return Plan(
+        cfg=cfg,
+        resolution=resolution,
+        outputs=tuple(outputs),
+        elements_path=library.elements_path,
+        block_device_text=bd_text,
+        block_device_origin=bd_origin,
+    )
+
+
+def _bd_params(cfg: BuildConfig, build_dir: Path, size: int) -> BlockDeviceParams:
+    opts = shlex.split(cfg.mkfs_options)
+    if cfg.fs_type.startswith("ext"):
+        if cfg.mkfs_journal_size and cfg.fs_type != "ext2":
+            opts += ["-J", f"size={cfg.mkfs_journal_size}"]
+        if cfg.max_online_resize:
+            opts += ["-E", f"resize={cfg.max_online_resize}"]
+    return BlockDeviceParams(
+        image_dir=build_dir / "image",
+        mount_base=build_dir / "mnt",
+        build_dir=build_dir,
+        root_fs_type=cfg.fs_type,
+        root_label=cfg.effective_root_label,
+        image_size=size,
+        root_fs_opts=opts,
+        arch=cfg.arch,
+    )
+
+
+def memory_available() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def dir_size(path: Path) -> int:
+    """Bytes used by the tree (du -x, apparent block usage)."""
+    out = run.output(["du", "-x", "-s", "--block-size=1", str(path)], quiet=True)
+    return int(out.split()[0])
+
+
+def image_size_for(cfg: BuildConfig, tree_bytes: int, efi: bool) -> int:
+    """diskimage-builder's sizing: the tree / 0.6 (or + extra), plus journal and ESP room."""
+    if cfg.image_size:
+        return cfg.image_size
+    extra = cfg.image_extra_size
+    size = tree_bytes + extra if extra else int(tree_bytes / 0.6)
+    if cfg.fs_type in ("ext3", "ext4"):
+        size += (cfg.mkfs_journal_size or 64) * MIB
+    size += (560 if efi else 16) * MIB  # partition table, BIOS boot, alignment, ESP
+    return -(-size // MIB) * MIB
+
+
+class Build:
+    """One image build.  ``run()`` owns the ExitStack that owns every resource."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.cfg = plan.cfg
+        self.timer = StageTimer()
+        self.stack = contextlib.ExitStack()
+        self.build_dir = Path()
+        self.tree: HookTree | None = None
+
+    # -- environment -------------------------------------------------------------
+    def hook_env(
+        self, target: Path, *, in_chroot: bool, extra: Mapping[str, str] = {}
+    ) -> dict[str, str]:
+        cfg = self.cfg
+        if cfg.clear_env:
+            base = {k: v for k, v in cfg.environ.items() if k in ("HOME", "TERM", "PATH", "USER")}
+        else:
+            base = dict(cfg.environ)
+        for k in ("TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):
+            base.pop(k, None)
+        els = self.plan.resolution.elements
+        dib_env = "\n".join(
+            f"declare -x {k}={shlex.quote(v)}"
+            for k, v in sorted(cfg.environ.items())
+            if k.startswith("DIB_") and "PASSWORD" not in k
+        )
+        env = {
+            **base,
+            "TARGET_ROOT": str(target),
+            "TMP_MOUNT_PATH": str(target),
+            "TMP_HOOKS_PATH": str(self.build_dir / "hooks"),
+            "TMP_BUILD_DIR": str(self.build_dir),
+            "TMP_IMAGE_DIR": str(self.build_dir / "image"),
+            "TMP_IMAGE_PATH": str(self.build_dir / "image" / "image.raw"),
+            "IMAGE_NAME": str(cfg.output_base),
+            "IMAGE_ELEMENT": " ".join(e.name for e in els),
+            "IMAGE_ELEMENT_YAML": "\n".join(f"{e.name}: {e.path}" for e in els),
+            "BASH_FUNC_get_image_element_array%%": "() {\n" + GET_IMAGE_ELEMENT_ARRAY_BODY + "}",
+            "ELEMENTS_PATH": self.plan.elements_path,
+            "ARCH": cfg.arch,
+            "DIB_ARCH": cfg.arch,
+            "DIB_IMAGE_CACHE": str(cfg.image_cache),
+            "DIB_OFFLINE": "1" if cfg.offline else "",
+            "DIB_DEBUG_TRACE": str(cfg.debug_trace),
+            "DIB_PYTHON_EXEC": sys.executable,
+            "DIB_DEFAULT_INSTALLTYPE": cfg.install_type,
+            "DIB_CHECKSUM": "1" if cfg.checksum else "0",
+            "DIB_ROOT_LABEL": cfg.effective_root_label,
+            "DIB_ROOT_FSTYPE": cfg.fs_type,
+            "FS_TYPE": cfg.fs_type,
+            "DIB_ARGS": " ".join(shlex.quote(a) for a in cfg.argv),
+            "DIB_ENV": dib_env,
+            "DIB_MIN_TMPFS": str(cfg.min_tmpfs),
+            "DIB_IMAGE_SIZE": str(cfg.image_size // GIB) if cfg.image_size else "",
+            "DIB_VERSION": f"dibpy-{__version__}",
+            "_LIB": str(LIB_DIR),
+            "DIB_BUILDER": "dibpy",
+        }
+        if cfg.release:
+            env["DIB_RELEASE"] = cfg.release
+        if cfg.mirror:
+            env["DIB_DISTRIBUTION_MIRROR"] = cfg.mirror
+        if cfg.ramdisk:
+            env["IS_RAMDISK"] = "1"
+        env.update(extra)
+        if in_chroot:
+            env["PATH"] = CHROOT_PATH
+            env.update(chroot.chroot_env_additions())
+        else:
+            env["PATH"] = _host_path(base.get("PATH", ""))
+        return env
+
+    # -- phases --------------------------------------------------------------------
+    def phase(
+        self, phase: str, target: Path, *, in_chroot: bool, extra: Mapping[str, str] = {}
+    ) -> None:
+        assert self.tree is not None
+        self._break("before-" + phase.removesuffix(".d"), target)
+        with self.timer.stage(phase):
+            run_phase(
+                self.tree,
+                phase,
+                self.hook_env(target, in_chroot=in_chroot, extra=extra),
+                chroot=target if in_chroot else None,
+            )
+        self._break("after-" + phase.removesuffix(".d"), target)
+
+    def _break(self, point: str, target: Path) -> None:
+        if point not in self.cfg.breaks:
+            return
+        if not sys.stdin.isatty():
+            LOG.warning("break=%s: stdin is not a terminal, not opening a shell", point)
+            return
+        LOG.info("break=%s: opening a shell in %s; exit it to continue", point, target)
+        # interactive: the one place a child gets our terminal instead of run.py's pipes
+        env = self.hook_env(target, in_chroot=True)
+        subprocess.call(["chroot", str(target), "bash", "-i"], env=env)
+
+    # -- the build -----------------------------------------------------------------
+    def run(self) -> BuildResult:
+        try:
+            with self.stack:
+                return self._run()
+        except DibpyError:
+            if "after-error" in self.cfg.breaks:
+                LOG.warning("break=after-error: the build failed; see the error below")
+            raise
+
+    def _make_build_dir(self) -> None:
+        cfg = self.cfg
+        cfg.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.build_dir = Path(tempfile.mkdtemp(prefix="dib_build.", dir=cfg.tmp_dir))
+        self.stack.callback(_rmtree_logged, self.build_dir)
+        want = 2 * cfg.min_tmpfs * GIB
+        if cfg.no_tmpfs:
+            LOG.info("building in %s (no tmpfs, as asked)", self.build_dir)
+        elif memory_available() >= want:
+            mounts.mount(
+                ["-t", "tmpfs", "-o", "mode=0755", "tmpfs"],
+                self.build_dir,
+                self.stack,
+                "the build tmpfs",
+            )
+            LOG.info("building in tmpfs at %s", self.build_dir)
+        else:
+            LOG.info(
+                "building on disk in %s: less than %d GiB of memory available for tmpfs",
+                self.build_dir,
+                want // GIB,
+            )
+        for sub in ("built", "hooks", "image", "mnt"):
+            (self.build_dir / sub).mkdir()
+
+    def _run(self) -> BuildResult:
+        cfg = self.cfg
+        with self.timer.stage("prepare"):
+            self._make_build_dir()
+            self.tree = merge_hooks(self.plan.resolution.elements, self.build_dir / "hooks")
+        built = self.build_dir / "built"
+        LOG.info("elements: %s", " ".join(self.plan.resolution.names))
+
+        self.phase("root.d", built, in_chroot=False)
+        if not any(built.iterdir()):
+            raise DibpyError(
+                "root.d produced no root filesystem",
+                hint="an operating-system element (debian-minimal, ubuntu, centos, ...) must "
+                "populate $TARGET_ROOT in root.d",
+            )
+        with contextlib.ExitStack() as cstack:
+            cstack.enter_context(chroot.chroot_environment(built))
+            self.phase("extra-data.d", built, in_chroot=False)
+            chroot.bind_hooks(built, self.tree.root, cstack)
+            for phase in CHROOT_BUILD_PHASES:
+                if phase == "post-install.d" and cfg.packages:
+                    self._install_packages(built)
+                self.phase(phase, built, in_chroot=True)
+        self.phase("post-root.d", built, in_chroot=False)
+
+        outputs: list[Path] = []
+        manifest_dir: Path | None = None
+        if self.plan.block_device_text is None:
+            self.phase("cleanup.d", built, in_chroot=False)
+            manifest_dir = self._copy_manifests(built)
+        else:
+            manifest_dir, outputs = self._image(built)
+        LOG.info("%s", self.timer.table())
+        self._write_build_record(manifest_dir)
+        for o in outputs:
+            LOG.info("wrote %s", o)
+        return BuildResult(tuple(outputs), manifest_dir, tuple(self.timer.stages))
+
+    def _install_packages(self, built: Path) -> None:
+        with self.timer.stage("packages (-p)"):
+            LOG.info("installing -p packages: %s", " ".join(self.cfg.packages))
+            env = self.hook_env(built, in_chroot=True)
+            try:
+                run.run(
+                    ["chroot", str(built), "install-packages", *self.cfg.packages],
+                    env=env,
+                    inherit_env=False,
+                    on_line=lambda line: LOG.info("install-packages: %s", line),
+                    stderr_to_stdout=True,
+                )
+            except DibpyError as e:
+                raise DibpyError(
+                    f"installing the -p packages {' '.join(self.cfg.packages)} failed: {e}",
+                    hint="check the package names for this distribution and release",
+                ) from None
+
+    def _image(self, built: Path) -> tuple[Path | None, list[Path]]:
+        cfg = self.cfg
+        with self.timer.stage("sizing"):
+            tree = dir_size(built)
+            efi = "block-device-efi" in " ".join(self.plan.resolution.names)
+            size = image_size_for(cfg, tree, efi)
+            LOG.info("tree is %.0f MiB; image size %.0f MiB", tree / MIB, size / MIB)
+        params = _bd_params(cfg, self.build_dir, size)
+        assert self.plan.block_device_text is not None
+        config = load_config(
+            self.plan.block_device_text, params, origin=self.plan.block_device_origin
+        )
+        bd = BlockDevice(config, params)
+        with self.timer.stage("block device"):
+            bd.create(self.stack)
+        mnt: Path = bd.root_mount
+        extra = {
+            "IMAGE_BLOCK_DEVICE": str(bd.getval("image-block-device") or ""),
+            "IMAGE_BLOCK_DEVICES": str(bd.getval("image-block-devices") or ""),
+            "DIB_ROOT_LABEL": str(bd.getval("root-label") or cfg.effective_root_label),
+            "DIB_ROOT_FSTYPE": str(bd.getval("root-fstype") or cfg.fs_type),
+            "DIB_BOOT_LABEL": str(bd.getval("boot-label") or ""),
+            "DIB_MOUNTPOINTS": str(bd.getval("mount-points") or ""),
+            "TMP_IMAGE_PATH": str(bd.image_path),
+        }
+        with self.timer.stage("copy tree in"):
+            run.run(["cp", "-a", "--", f"{built}/.", f"{mnt}/"])
+            # the tree is in the image now; free the tmpfs for the outputs
+            _rmtree_logged(built)
+            bd.write_fstab(mnt / "etc")
+        with contextlib.ExitStack() as cstack:
+            cstack.enter_context(chroot.chroot_environment(mnt))
+            self.phase("pre-finalise.d", mnt, in_chroot=False, extra=extra)
+            assert self.tree is not None
+            chroot.bind_hooks(mnt, self.tree.root, cstack)
+            self.phase("finalise.d", mnt, in_chroot=True, extra=extra)
+        self.phase("cleanup.d", mnt, in_chroot=False, extra=extra)
+        _empty_dir(mnt / "tmp")
+        manifest_dir = self._copy_manifests(mnt)
+        outputs: list[Path] = []
+        tree_outputs = [po for po in self.plan.outputs if po[0].needs_tree]
+        if tree_outputs:
+            with self.timer.stage("tree outputs"):
+                outputs += self._write_outputs(
+                    tree_outputs, lambda p, d, o: p.write_tree(mnt, d, o)
+                )
+        with self.timer.stage("unmount"):
+            bd.umount()
+        raw = Path(bd.image_path)
+        image_outputs = [po for po in self.plan.outputs if not po[0].needs_tree]
+        with self.timer.stage("outputs"):
+            outputs += self._write_outputs(image_outputs, lambda p, d, o: p.write(raw, d, o))
+        return manifest_dir, outputs
+
+    def _copy_manifests(self, root: Path) -> Path | None:
+        src = root / "etc" / "dib-manifests"
+        dest = self.cfg.output_base.with_name(self.cfg.output_base.name + ".d")
+        dest.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            target = dest / "dib-manifests"
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(src, target, symlinks=True)
+        return dest
+
+    def _write_build_record(self, manifest_dir: Path | None) -> None:
+        if manifest_dir is None:
+            return
+        record = {
+            "builder": f"dibpy {__version__}",
+            "elements": self.plan.resolution.names,
+            "requested": list(self.cfg.elements),
+            "arch": self.cfg.arch,
+            "types": list(self.cfg.image_types),
+            "stages": [{"name": n, "seconds": round(t, 3)} for n, t in self.timer.stages],
+        }
+        (manifest_dir / "dibpy-build.json").write_text(json.dumps(record, indent=2) + "\n")
+
+    def _write_outputs(
+        self,
+        todo: list[tuple[OutputPlugin, Path]],
+        write: Callable[[OutputPlugin, Path, OutputOptions], None],
+    ) -> list[Path]:
+        """Write each output under a temporary name, check it, then rename it into place."""
+        cfg = self.cfg
+        opts = OutputOptions(uncompressed=cfg.uncompressed, qemu_img_options=cfg.qemu_img_options)
+        written: list[Path] = []
+        # raw last: it may be a hard link of the build's file, which the others read
+        for plugin, dest in sorted(todo, key=lambda po: po[0].name == "raw"):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+            self.stack.callback(_unlink_quiet, partial)
+            LOG.info("writing %s output %s", plugin.name, dest)
+            write(plugin, partial, opts)
+            plugin.check(partial)
+            _keep_old(dest, cfg.overwrite_old_image)
+            os.replace(partial, dest)
+            written.append(dest)
+            if cfg.checksum:
+                _write_checksums(dest)
+        return written
+
+
+def _write_checksums(path: Path) -> None:
+    md5, sha = hashlib.md5(), hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * MIB):
+            md5.update(chunk)
+            sha.update(chunk)
+    Path(f"{path}.md5").write_text(f"{md5.hexdigest()}  {path.name}\n")
+    Path(f"{path}.sha256").write_text(f"{sha.hexdigest()}  {path.name}\n")
+
+
+def _keep_old(dest: Path, overwrite: bool) -> None:
+    """An existing output is renamed with a timestamp, unless OVERWRITE_OLD_IMAGE."""
+    if not dest.exists() or overwrite:
+        return
+    stamp = time.strftime("%Y-%m-%d-%H%M%S", time.localtime(dest.stat().st_mtime))
+    old = dest.with_name(f"{dest.name}-{stamp}")
+    LOG.info("keeping the previous %s as %s", dest.name, old.name)
+    os.replace(dest, old)
+
+
+def _host_path(path: str) -> str:
+    parts = [p for p in path.split(":") if p]
+    for p in CHROOT_PATH.split(":"):
+        if p not in parts:
+            parts.append(p)
+    return ":".join(parts)
+
+
+def _empty_dir(d: Path) -> None:
+    if not d.is_dir() or d.is_symlink():
+        return
+    for child in d.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            _unlink_quiet(child)
+
+
+def _unlink_quiet(p: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        p.unlink()
+
+
+def _rmtree_logged(p: Path) -> None:
+    if not p.exists():
+        return
+    left = mounts.mounts_under(p)
+    if left:
+        LOG.error("not removing %s: still mounted: %s", p, ", ".join(left))
+        return
+    try:
+        shutil.rmtree(p)
+    except OSError as e:
+        LOG.error("could not remove %s: %s", p, e)
+
+
+def build(cfg: BuildConfig) -> BuildResult:
+    """Validate, then build.  Raises DibpyError (with the phase, element and hook) on failure."""
+    p = plan(cfg)
+    try:
+        return Build(p).run()
+    except HookError:
+        raise

@@ -1,0 +1,152 @@
+"""Build debian-minimal vm devuser, boot it, log in; check the image's hygiene from outside."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.conftest import our_loops, our_mounts
+from tests.e2e.conftest import DEV_PASSWORD, DEV_USER, Built, run_build
+
+
+@contextlib.contextmanager
+def mounted_root(image: Path, workdir: Path) -> Iterator[Path]:
+    """Mount the image's root partition read-only from outside (no partition scanning)."""
+    raw = workdir / "inspect.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], check=True)
+    table = json.loads(
+        subprocess.run(
+            ["sfdisk", "--json", str(raw)], capture_output=True, text=True, check=True
+        ).stdout
+    )["partitiontable"]
+    part = max(table["partitions"], key=lambda p: p["size"])
+    offset = part["start"] * table.get("sectorsize", 512)
+    dev = subprocess.run(
+        [
+            "losetup",
+            "--show",
+            "-f",
+            "-r",
+            "-o",
+            str(offset),
+            "--sizelimit",
+            str(part["size"] * table.get("sectorsize", 512)),
+            str(raw),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    try:
+        subprocess.run(["mount", "-o", "ro", dev, str(mnt)], check=True)
+        try:
+            yield mnt
+        finally:
+            subprocess.run(["umount", str(mnt)], check=True)
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=True)
+        raw.unlink()
+
+
+def test_image_boots_to_login_and_devuser_can_log_in(devuser_image: Built) -> None:
+    from dibpy.boottest import BootTest
+
+    assert devuser_image.image.is_file()
+    res = BootTest(
+        image=devuser_image.image,
+        login=(DEV_USER, DEV_PASSWORD),
+        command="id",
+        timeout=600,
+        console_log=devuser_image.image.with_suffix(".console.log"),
+    ).run()
+    assert res.command_output is not None
+    assert f"({DEV_USER})" in res.command_output, res.command_output
+    print(f"login prompt after {res.seconds_to_prompt:.1f} s ({res.accel})")
+
+
+def test_qcow2_is_valid_and_compressed(devuser_image: Built) -> None:
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(devuser_image.image)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert info["format"] == "qcow2"
+    assert info["actual-size"] < info["virtual-size"]
+    subprocess.run(["qemu-img", "check", str(devuser_image.image)], check=True)
+
+
+def test_image_hygiene(devuser_image: Built, tmp_path: Path) -> None:
+    with mounted_root(devuser_image.image, tmp_path) as root:
+        machine_id = root / "etc" / "machine-id"
+        assert not machine_id.exists() or machine_id.read_text().strip() in ("", "uninitialized")
+        assert (
+            not list((root / "etc" / "ssh").glob("ssh_host_*"))
+            if (root / "etc/ssh").exists()
+            else True
+        )
+        resolv = root / "etc" / "resolv.conf"
+        host_resolv = Path("/etc/resolv.conf").read_text()
+        if resolv.is_file() and not resolv.is_symlink():
+            assert resolv.read_text() != host_resolv, "the build host's resolv.conf was left in"
+        lists = root / "var" / "lib" / "apt" / "lists"
+        assert not [p for p in lists.glob("*") if p.is_file() and p.name != "lock"]
+        assert not list((root / "var" / "cache" / "apt").glob("*.bin"))
+        assert not list((root / "var" / "cache" / "apt" / "archives").glob("*.deb"))
+        assert not list((root / "tmp").iterdir())
+        assert not (root / "usr" / "sbin" / "policy-rc.d").exists()
+        assert not (root / "tmp" / "in_target.d").exists()
+        big_logs = [
+            p for p in (root / "var" / "log").rglob("*") if p.is_file() and p.stat().st_size
+        ]
+        assert not big_logs, f"logs left in the image: {big_logs[:5]}"
+        # the devuser password is in no file of the image in clear text
+        hits = subprocess.run(
+            [
+                "grep",
+                "-rlF",
+                DEV_PASSWORD,
+                str(root / "etc"),
+                str(root / "var"),
+                str(root / "root"),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert hits.stdout == "", hits.stdout
+        assert (root / "etc" / "dib-manifests").is_dir()
+        fstab = (root / "etc" / "fstab").read_text()
+        assert "LABEL=cloudimg-rootfs" in fstab or "UUID=" in fstab
+
+
+def test_no_secret_in_build_log_or_manifests(devuser_image: Built) -> None:
+    assert DEV_PASSWORD not in devuser_image.log
+    manifests = devuser_image.image.with_name(devuser_image.image.stem + ".d")
+    assert manifests.is_dir()
+    for p in manifests.rglob("*"):
+        if p.is_file():
+            assert DEV_PASSWORD not in p.read_text(errors="replace"), p
+
+
+def test_nothing_left_after_build(devuser_image: Built) -> None:
+    assert not [m for m in our_mounts() if "dib_build" in m]
+    assert not our_loops() or all("inspect" not in lo for lo in our_loops())
+    assert not list((devuser_image.image.parent / "tmp").iterdir())
+    assert not list(devuser_image.image.parent.glob(".*partial*"))
+
+
+def test_rebuild_reuses_the_bootstrap_cache(devuser_image: Built, tmp_path: Path) -> None:
+    again = run_build(
+        tmp_path / "again", ["debian-minimal", "vm"], devuser_image.cache, "-t", "raw"
+    )
+    assert "reusing cached bootstrap" in again.log.lower() or "cache hit" in again.log.lower(), (
+        again.log[-3000:]
+    )
+    assert (tmp_path / "again.raw").is_file()

@@ -1,0 +1,162 @@
+"""The build pipeline on a tiny chroot-able OS (the host's bash and coreutils): fast, no network.
+
+Checks what hooks see in each phase, what the chroot looks like while they run, that the
+build's scaffolding (resolv.conf, policy-rc.d, CA bundle, hook mount) is gone afterwards,
+and that a failing or interrupted build leaves no mount, process or output behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, chroot_works, our_mounts
+
+FIXTURES = REPO / "tests" / "fixtures" / "pipeline-elements"
+DIC = [sys.executable, str(REPO / "bin" / "disk-image-create")]
+
+
+@pytest.fixture(autouse=True)
+def _need_chroot() -> None:
+    reason = chroot_works()
+    if reason:
+        pytest.skip(reason)
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
+    env.update(
+        ELEMENTS_PATH=str(FIXTURES),
+        TMP_DIR=str(tmp_path / "tmp"),
+        PROBE_OUT=str(tmp_path / "probe"),
+        DIB_IMAGE_CACHE=str(tmp_path / "cache"),
+    )
+    env.update(extra)
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    return env
+
+
+def _read(p: Path) -> dict[str, str]:
+    out = {}
+    for line in p.read_text().splitlines():
+        k, _, v = line.partition("=")
+        out[k] = v
+    return out
+
+
+def _build_dirs(tmp_path: Path) -> list[str]:
+    return sorted(os.listdir(tmp_path / "tmp"))
+
+
+def test_hooks_see_dib_environment_and_a_prepared_chroot(tmp_path: Path, no_leaks: None) -> None:
+    out = tmp_path / "out" / "img"
+    r = subprocess.run(
+        [
+            *DIC,
+            "-n",
+            "-o",
+            str(out),
+            "tiny-os",
+            "probe",
+            "no-final-image",
+            "-p",
+            "foo,bar",
+            "-p",
+            "baz",
+        ],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    probe = tmp_path / "probe"
+    for phase in ("pre-install.d", "install.d"):
+        seen = _read(probe / f"probe-{phase}")
+        assert seen["phase"] == phase
+        assert seen["env_d"] == "yes", "environment.d was not sourced"
+        assert seen["image_name"] == str(out)
+        assert seen["elements"].split() == ["no-final-image", "probe", "tiny-os"]
+        assert seen["proc"] == "yes"
+        assert seen["policy"] == "yes", "services could start during the build"
+        assert seen["hooks_ro"] == "yes", "the hook tree is writable from the chroot"
+        host_resolv = Path("/etc/resolv.conf").read_text().splitlines()[0]
+        assert seen["resolv"] == host_resolv, "the host's resolv.conf was not swapped in"
+        if Path("/etc/ssl/certs/ca-certificates.crt").exists():
+            assert seen["ca_readable"] == "yes", seen
+    host = _read(probe / "probe-post-root.d")
+    assert host["probe_path"] == str(FIXTURES / "probe"), "get_image_element_array is broken"
+    # -p packages went through install-packages, after install.d
+    assert (probe / "installed-packages").read_text().split() == ["foo", "bar", "baz"]
+    # scaffolding gone from the finished tree
+    assert (probe / "final-resolv.conf").read_text().strip() == "tiny-os image resolv"
+    assert "policy-rc.d" not in (probe / "final-usr-sbin-listing").read_text()
+    assert (probe / "final-tmp-listing").read_text().strip() == ""
+    # the build directory is gone and a build record was written
+    assert _build_dirs(tmp_path) == []
+    assert (tmp_path / "out" / "img.d" / "dibpy-build.json").is_file()
+
+
+def test_failing_hook_is_named_and_leaves_nothing(tmp_path: Path, no_leaks: None) -> None:
+    out = tmp_path / "out" / "img"
+    r = subprocess.run(
+        [*DIC, "-n", "-o", str(out), "tiny-os", "failing", "no-final-image"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    err = r.stderr.splitlines()
+    msg = next(line for line in err if "error:" in line)
+    assert "install.d/60-fail-on-purpose" in msg and "element failing" in msg
+    assert "exit status 42" in msg
+    assert "about to fail on purpose" in r.stderr
+    assert _build_dirs(tmp_path) == []
+    # the background process the hook started in the chroot was stopped
+    ps = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True)
+    assert ps.stdout.strip() == "", "a process started in the chroot outlived the build"
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("img.*"))
+
+
+def test_sigterm_mid_build_leaves_nothing(tmp_path: Path, no_leaks: None) -> None:
+    slow = tmp_path / "slow-elements" / "slow" / "install.d"
+    slow.mkdir(parents=True)
+    (slow.parent / "README.rst").write_text("slow\n====\nsleeps in install.d\n")
+    hook = slow / "50-slow"
+    hook.write_text("#!/bin/bash\necho started-slow\nsleep 120\n")
+    hook.chmod(0o755)
+    env = _env(tmp_path, ELEMENTS_PATH=f"{slow.parent.parent}:{FIXTURES}")
+    proc = subprocess.Popen(
+        [*DIC, "-n", "-o", str(tmp_path / "img"), "tiny-os", "slow", "no-final-image"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 120
+    seen = ""
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen += line
+        if "started-slow" in line:
+            break
+    assert "started-slow" in seen, seen
+    mounted = [m for m in our_mounts() if "dib_build" in m]
+    assert mounted, "expected the build's mounts while it runs"
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "Traceback" not in rest
+    assert "interrupted" in rest.lower() or "signal" in rest.lower(), rest
+    assert _build_dirs(tmp_path) == []
+    ps = subprocess.run(["pgrep", "-f", "sleep 120"], capture_output=True, text=True)
+    assert ps.stdout.strip() == ""

@@ -1,0 +1,112 @@
+"""disk-image-create's options and environment: parsed into one BuildConfig, bad values rejected
+together with a clear message before any work starts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dibpy.config import build_config, parse_gib_size
+from dibpy.errors import ConfigError
+from tests.conftest import REPO
+
+DIC = [sys.executable, str(REPO / "bin" / "disk-image-create")]
+
+
+def cfg(cli: dict[str, object] | None = None, env: dict[str, str] | None = None, els=("x",)):
+    return build_config(cli or {}, list(els), env or {})
+
+
+def test_defaults_match_diskimage_builder() -> None:
+    c = cfg()
+    assert c.image_name == "image"
+    assert c.image_types == ("qcow2",)
+    assert c.fs_type == "ext4"
+    assert c.effective_root_label == "cloudimg-rootfs"
+    assert c.min_tmpfs == 2
+    assert c.install_type == "source"
+
+
+def test_xfs_root_label_default() -> None:
+    assert cfg(env={"FS_TYPE": "xfs"}).effective_root_label == "img-rootfs"
+
+
+def test_command_line_beats_environment() -> None:
+    c = cfg({"root_label": "cli"}, {"DIB_ROOT_LABEL": "env"})
+    assert c.root_label == "cli"
+    assert cfg({}, {"DIB_ROOT_LABEL": "env"}).root_label == "env"
+
+
+def test_type_suffix_stripped_for_a_single_type(tmp_path: Path) -> None:
+    c = cfg({"image_name": str(tmp_path / "x.qcow2")})
+    assert c.output_base == tmp_path / "x"
+    c = cfg({"image_name": str(tmp_path / "x.qcow2"), "image_types": "qcow2,raw"})
+    assert c.output_base == tmp_path / "x.qcow2"
+
+
+def test_packages_repeatable_and_comma_separated() -> None:
+    assert cfg({"packages": ["a,b", "c"]}).packages == ("a", "b", "c")
+
+
+def test_x_counts_like_dib_debug_trace() -> None:
+    assert cfg({"debug_trace": 2}).debug_trace == 2
+    assert cfg({}, {"DIB_DEBUG_TRACE": "1"}).debug_trace == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("2", 2 * 1024**3), ("1.5", int(1.5 * 1024**3)), ("512M", 512 * 1024**2), ("3G", 3 * 1024**3)],
+)
+def test_image_size_units(value: str, expected: int) -> None:
+    assert parse_gib_size(value) == expected
+
+
+def test_all_bad_values_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as e:
+        cfg(
+            {"arch": "sparc99", "image_size": "big", "install_type": "magic"},
+            {"FS_TYPE": "fat99", "DIB_OFFLINE": "perhaps"},
+        )
+    msg = str(e.value)
+    for needle in ("-a", "sparc99", "--image-size", "--install-type", "FS_TYPE", "DIB_OFFLINE"):
+        assert needle in msg
+
+
+def test_no_elements_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="no elements"):
+        cfg(els=())
+
+
+def test_bad_break_value() -> None:
+    with pytest.raises(ConfigError, match="break"):
+        cfg(env={"break": "sometimes"})
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["-t", "qcow3", "tiny-os"], "qcow3"),
+        (["-a", "sparc99", "tiny-os"], "sparc99"),
+        (["--image-size", "huge", "tiny-os"], "--image-size"),
+        (["tiny-oss"], "did you mean 'tiny-os'"),
+        (["tiny-oss", "-t", "qcow3"], "qcow3"),
+        ([], "no elements"),
+    ],
+)
+def test_cli_bad_input_is_one_clear_error(tmp_path: Path, args: list[str], needle: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
+    env["ELEMENTS_PATH"] = str(REPO / "tests" / "fixtures" / "pipeline-elements")
+    env["TMP_DIR"] = str(tmp_path)
+    r = subprocess.run(
+        [*DIC, "-n", "-o", str(tmp_path / "img"), *args], capture_output=True, text=True, env=env
+    )
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert needle in r.stderr
+    assert r.stderr.startswith("disk-image-create: error:"), r.stderr
+    # nothing was started: no build directory, no output
+    assert [p.name for p in tmp_path.iterdir()] == []
