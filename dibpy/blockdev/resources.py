@@ -341,5 +341,6 @@ def device_mapper_problem() -> str | None:
         return "device-mapper is not available here (dmsetup is not installed)"
     r = run.run(["dmsetup", "version"], check=False, quiet=True)
     if r.returncode != 0:
-        return f"device-mapper does not work here: {r.stderr.strip()}"
+        first = (r.stderr.strip().splitlines() or ["dmsetup version failed"])[0]
+        return f"device-mapper does not work here: {first}"
     return None

@@ -62,8 +62,9 @@ def _start_slow_create(tmp_path: Path) -> tuple[Cli, subprocess.Popen[str], Path
     env = fake_mkfs(tmp_path, f'echo $$ > "{marker}"\nexec sleep 600')
     cli = Cli(tmp_path, EFI, "1GiB", env=env)
     cli.run("init")
-    proc = subprocess.Popen(cli.argv("create"), env=cli.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cli.argv("create"), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 60
     while not marker.exists() or not marker.read_text().strip():
         assert proc.poll() is None, proc.communicate()
@@ -100,9 +101,13 @@ def test_sigkill_during_create_then_cleanup(tmp_path: Path, no_leaks: None) -> N
 
 
 def _params(tmp_path: Path, **kw: object) -> BlockDeviceParams:
-    return BlockDeviceParams(image_dir=tmp_path / "img", mount_base=tmp_path / "mnt",
-                             build_dir=tmp_path / "build", image_size=1024**3,
-                             **kw)  # type: ignore[arg-type]
+    return BlockDeviceParams(
+        image_dir=tmp_path / "img",
+        mount_base=tmp_path / "mnt",
+        build_dir=tmp_path / "build",
+        image_size=1024**3,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_in_process_failure_unwinds_earlier_nodes(tmp_path: Path, no_leaks: None) -> None:
@@ -128,16 +133,13 @@ def test_in_process_umount_then_stack_is_a_no_op(tmp_path: Path, no_leaks: None)
         bd.umount()
         assert bd.journal.live() == []
     assert bd.image_path.exists()
-    r = subprocess.run(["sfdisk", "--json", str(bd.image_path)], capture_output=True,
-                       check=True)
+    r = subprocess.run(["sfdisk", "--json", str(bd.image_path)], capture_output=True, check=True)
     assert b"ESP" in r.stdout
     bd.delete()
     assert not bd.image_path.exists()
 
 
-def test_in_process_error_after_create_releases_everything(
-    tmp_path: Path, no_leaks: None
-) -> None:
+def test_in_process_error_after_create_releases_everything(tmp_path: Path, no_leaks: None) -> None:
     params = _params(tmp_path)
     cfg = load_config(MBR.read_text(), params, origin=str(MBR))
     bd = BlockDevice(cfg, params)
