@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "block-device": ("dibpy.cli.block_device", "main", "the block-device tool"),
     "lint": ("dibpy.cli.lint", "main", "check elements"),
     "boot-test": ("dibpy.cli.boot_test", "main", "boot an image in QEMU, wait for login"),
+    "convert": ("dibpy.cli.convert", "main", "convert a disk image between formats"),
+    "info": ("dibpy.cli.info", "main", "describe a disk image (partitions, filesystems, OS)"),
 }
 
 

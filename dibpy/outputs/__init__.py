@@ -1,32 +1,53 @@
 """Output formats: one plugin per format in the ``dibpy.output`` stevedore group.
 
-Every plugin turns the build's one raw image into its format at a temporary path and
-checks the result; the build renames it into place only when the check passed, so a
-failed or interrupted build never leaves a half-written output file.
+Every plugin turns the build's one raw image (or, for tree formats, the mounted final
+filesystem) into its format at a temporary path and checks the result; the output is
+renamed into place only when the check passed, so a failed or interrupted build never
+leaves a half-written output file.  :func:`write_all` does that for several outputs at
+once, in parallel threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from dataclasses import dataclass
+import os
+import signal
+import tarfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from dibpy.errors import ConfigError
+from dibpy.errors import ConfigError, DibpyError, MultiError
 
 LOG = logging.getLogger("dibpy")
 GROUP = "dibpy.output"
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class OutputOptions:
+    #: -u: no qcow2 compression
     uncompressed: bool = False
+    #: --qemu-img-options / DIB_QEMU_IMG_OPTIONS: ``[OUTPUT:]key=value,...``
     qemu_img_options: str = ""
+    #: the build's environment: per-format variables (DIB_QCOW2_COMPAT, DIB_VMMGR_*, ...)
+    environ: Mapping[str, str] = field(default_factory=dict)
+    #: the image's base name (no directory, no extension): names the disk inside an OVA,
+    #: a VM-manager template, a docker tag
+    image_name: str = ""
+    #: --docker-target: REPOSITORY[:TAG] of a docker output
+    docker_target: str = ""
+    #: the build's architecture (ARCH): amd64, arm64, x86_64, ...
+    arch: str = "amd64"
 
 
 class OutputPlugin:
-    """Base class of an output format."""
+    """Base class of an output format.  One instance writes one output."""
 
     name: ClassVar[str] = ""
     #: file name suffix of the output (without the dot)
@@ -34,6 +55,8 @@ class OutputPlugin:
     #: True for formats made from the file tree (tar, squashfs, ...): the build calls
     #: write_tree() while the final filesystem is still mounted, instead of write()
     needs_tree: ClassVar[bool] = False
+    #: host programs the format needs (checked before the build starts)
+    programs: ClassVar[tuple[str, ...]] = ()
 
     def write(self, raw: Path, dest: Path, opts: OutputOptions) -> None:
         raise NotImplementedError
@@ -42,7 +65,18 @@ class OutputPlugin:
         raise NotImplementedError
 
     def check(self, dest: Path) -> None:
-        """Raise a DibpyError if ``dest`` is not a valid file of this format."""
+        """Raise a DibpyError if ``dest`` is not a valid file of this format.
+
+        After :meth:`write`, the plugin also knows what it wrote (virtual size, options)
+        and checks those; called on its own (``dibpy convert``) it checks the structure.
+        """
+
+    def finish(self, dest: Path, opts: OutputOptions) -> list[Path]:
+        """Called once ``dest`` is in place: write companion files, return their paths."""
+        return []
+
+    def validate(self, opts: OutputOptions) -> None:
+        """Raise ConfigError if the options cannot work for this format (before building)."""
 
 
 @functools.cache
@@ -56,9 +90,25 @@ def _manager() -> Any:
 
 
 def _builtin() -> dict[str, type[OutputPlugin]]:
-    from dibpy.outputs.qemu import Qcow2, Raw
+    from dibpy.outputs.ova import Ova
+    from dibpy.outputs.qemu import Qcow2, Raw, Vhd, Vhdx, Vmdk
+    from dibpy.outputs.tree import Docker, Squashfs, Tar, Tgz
+    from dibpy.outputs.vmmgr import VmManager
 
-    return {"raw": Raw, "qcow2": Qcow2}
+    table: list[type[OutputPlugin]] = [
+        Raw,
+        Qcow2,
+        Vhd,
+        Vhdx,
+        Vmdk,
+        Ova,
+        Tar,
+        Tgz,
+        Squashfs,
+        Docker,
+        VmManager,
+    ]
+    return {p.name: p for p in table}
 
 
 def available() -> dict[str, type[OutputPlugin]]:
@@ -76,3 +126,164 @@ def get(name: str) -> OutputPlugin:
         hint = did_you_mean(name, plugins) or f"available: {', '.join(sorted(plugins))}"
         raise ConfigError(f"-t {name}: unknown output type", hint=hint)
     return plugins[name]()
+
+
+def validate(plugins: Sequence[OutputPlugin], opts: OutputOptions) -> None:
+    """Check the options of every requested output; every problem at once (MultiError).
+
+    The build calls this while planning, before any resource exists.
+    """
+    from dibpy.outputs import options
+    from dibpy.run import which
+
+    problems: list[str] = []
+    hints: list[str] = []
+    try:
+        options.validate([p.name for p in plugins], opts.qemu_img_options, opts.environ)
+    except MultiError as e:
+        problems += e.problems
+        hints += [e.hint] if e.hint else []
+    for p in plugins:
+        try:
+            p.validate(opts)
+        except ConfigError as e:
+            problems += e.problems if isinstance(e, MultiError) else [e.message]
+            hints += [e.hint] if e.hint else []
+        missing = [prog for prog in p.programs if which(prog) is None]
+        if missing:
+            problems.append(f"-t {p.name} needs {', '.join(missing)}, which is not installed")
+            hints.append("install the host packages listed in doc/outputs.md")
+    if problems:
+        raise MultiError(list(dict.fromkeys(problems)), "; ".join(dict.fromkeys(hints)) or None)
+
+
+def partial_path(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+
+
+def _unlink_quiet(p: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        p.unlink()
+
+
+def write_one(
+    plugin: OutputPlugin,
+    source: Path,
+    dest: Path,
+    opts: OutputOptions,
+    *,
+    tree: bool = False,
+    keep_old: Callable[[Path], None] | None = None,
+) -> list[Path]:
+    """Write ``dest`` from ``source`` under a temporary name, check it, rename it in place.
+
+    Returns ``dest`` and any companion files.  On failure the temporary file is removed
+    and ``dest`` (if it existed) is untouched.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_path(dest)
+    try:
+        LOG.info("writing %s output %s", plugin.name, dest)
+        if tree:
+            plugin.write_tree(source, partial, opts)
+        else:
+            plugin.write(source, partial, opts)
+        plugin.check(partial)
+        if keep_old is not None:
+            keep_old(dest)
+        os.replace(partial, dest)
+    finally:
+        _unlink_quiet(partial)
+    return [dest, *plugin.finish(dest, opts)]
+
+
+def _kill_our_children() -> None:
+    """Stop the programs our worker threads started (each leads its own process group)."""
+    from dibpy.progress import _children
+
+    for pid in _children():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGTERM)
+
+
+def write_all(
+    todo: Sequence[tuple[OutputPlugin, Path]],
+    source: Path,
+    opts: OutputOptions,
+    *,
+    tree: bool = False,
+    keep_old: Callable[[Path], None] | None = None,
+    jobs: int | None = None,
+) -> list[Path]:
+    """Write every ``(plugin, dest)`` from one ``source``, in parallel threads.
+
+    ``source`` is the raw image, or the mounted root when ``tree`` (then call it while the
+    filesystem is mounted, with the tree plugins only).  Each output is written, checked
+    and renamed into place by :func:`write_one`; ``keep_old(dest)`` runs just before the
+    rename.  Returns every path written, in ``todo`` order (each output then its companion
+    files).  If any output fails the others still finish (or are stopped on an
+    interrupt), no partial file is left, and the failure is raised: the one error, or a
+    MultiError naming each failed output.
+    """
+    if not todo:
+        return []
+    workers = jobs or min(len(todo), max(2, os.cpu_count() or 2))
+    if workers <= 1 or len(todo) == 1:
+        out: list[Path] = []
+        for plugin, dest in todo:
+            out += write_one(plugin, source, dest, opts, tree=tree, keep_old=keep_old)
+        return out
+    lock = threading.Lock()
+
+    def _keep(dest: Path) -> None:
+        if keep_old is not None:
+            with lock:
+                keep_old(dest)
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dibpy-output")
+    futures: list[Future[list[Path]]] = []
+    try:
+        for plugin, dest in todo:
+            futures.append(
+                pool.submit(write_one, plugin, source, dest, opts, tree=tree, keep_old=_keep)
+            )
+        wait(futures, return_when=FIRST_EXCEPTION)
+        wait(futures)
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        _kill_our_children()
+        pool.shutdown(wait=True)
+        raise
+    pool.shutdown(wait=True)
+    errors: list[tuple[str, BaseException]] = []
+    written: list[Path] = []
+    for (plugin, _), f in zip(todo, futures, strict=True):
+        exc = f.exception()
+        if exc is not None:
+            errors.append((plugin.name, exc))
+        else:
+            written += f.result()
+    if len(errors) == 1:
+        raise errors[0][1]
+    if errors:
+        for _, e in errors:
+            if not isinstance(e, DibpyError):
+                raise e
+        raise MultiError(
+            [f"-t {name}: {e}" for name, e in errors],
+            hint="the other outputs were written",
+        )
+    return written
+
+
+def open_tar(path: Path, mode: Literal["r:", "r:*", "r:gz"], what: str) -> tarfile.TarFile:
+    """Open a tar archive for reading; an unreadable one is a DibpyError naming ``what``.
+
+    The caller owns the returned TarFile and closes it (``with open_tar(...) as tar``).
+    """
+    try:
+        return tarfile.open(path, mode)  # noqa: SIM115
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DibpyError(f"{what} {path} is not a readable tar archive: {e}") from None

@@ -1,20 +1,105 @@
-"""raw and qcow2 outputs, written with qemu-img and checked with qemu-img."""
+"""Disk image outputs written and checked with qemu-img: raw, qcow2, vhd, vhdx, vmdk."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
-from dibpy import run
+from dibpy import progress, run
 from dibpy.errors import DibpyError
-from dibpy.outputs import OutputOptions, OutputPlugin
+from dibpy.outputs import MIB, OutputOptions, OutputPlugin
+from dibpy.outputs import options as qopts
+
+#: qemu-img check's exit status for "this format has no consistency check"
+CHECK_UNSUPPORTED = 63
 
 
-def qemu_img_info(path: Path) -> dict[str, object]:
-    out = run.output(["qemu-img", "info", "--output=json", str(path)])
-    info: dict[str, object] = json.loads(out)
+def qemu_img_info(path: Path, fmt: str | None = None) -> dict[str, Any]:
+    argv = ["qemu-img", "info", "--output=json"]
+    if fmt:
+        argv += ["-f", fmt]
+    out = run.output([*argv, str(path)])
+    try:
+        info: dict[str, Any] = json.loads(out)
+    except json.JSONDecodeError:
+        raise DibpyError(f"qemu-img info {path}: unreadable output") from None
+    return info
+
+
+def coroutines() -> str:
+    # several coroutines: compression then uses more than one core
+    return str(max(2, min(8, os.cpu_count() or 2)))
+
+
+def convert(
+    src: Path,
+    dest: Path,
+    out_fmt: str,
+    *,
+    src_fmt: str | None = "raw",
+    create_opts: Mapping[str, str] | None = None,
+    compress: bool = False,
+    label: str | None = None,
+) -> None:
+    """``qemu-img convert`` with a progress line on a terminal."""
+    argv = ["qemu-img", "convert"]
+    if src_fmt:
+        argv += ["-f", src_fmt]
+    argv += ["-O", out_fmt, "-m", coroutines()]
+    if compress:
+        argv.append("-c")
+    if create_opts:
+        argv += ["-o", qopts.to_argument(create_opts)]
+    argv += [str(src), str(dest)]
+    total = progress.allocated_bytes(src)
+    with progress.watch(label or out_fmt, total, progress.child_reading(str(dest))):
+        run.run(argv)
+
+
+def check_image(
+    dest: Path,
+    fmt: str,
+    *,
+    virtual_size: int | None = None,
+    specific: Mapping[str, Any] | None = None,
+    what: str | None = None,
+) -> dict[str, Any]:
+    """Check ``dest`` with qemu-img: consistency, detected format, size, format options.
+
+    ``specific`` maps keys of qemu-img info's ``format-specific.data`` to the values the
+    image must have (e.g. ``{"compat": "0.10"}``).  Raises DibpyError naming the file.
+    """
+    name = what or fmt
+    if not dest.is_file() or dest.stat().st_size == 0:
+        raise DibpyError(f"{name} output {dest} is missing or empty")
+    r = run.run(["qemu-img", "check", "-f", fmt, str(dest)], check=False)
+    if r.returncode not in (0, CHECK_UNSUPPORTED):
+        tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
+        raise DibpyError(
+            f"{name} output {dest} fails qemu-img check (status {r.returncode}): "
+            + " / ".join(tail),
+            hint="the image is corrupt; rebuild it",
+        )
+    # probe the format rather than name it: what a hypervisor would see
+    info = qemu_img_info(dest)
+    if info.get("format") != fmt:
+        raise DibpyError(
+            f"{name} output {dest} is not a {fmt} image (qemu-img sees {info.get('format')})"
+        )
+    if virtual_size is not None and info.get("virtual-size") != virtual_size:
+        raise DibpyError(
+            f"{name} output {dest} has virtual size {info.get('virtual-size')}, "
+            f"expected {virtual_size}"
+        )
+    data = (info.get("format-specific") or {}).get("data") or {}
+    for key, want in (specific or {}).items():
+        if data.get(key) != want:
+            raise DibpyError(f"{name} output {dest}: {key} is {data.get(key)!r}, expected {want!r}")
     return info
 
 
@@ -22,37 +107,158 @@ class Raw(OutputPlugin):
     name = "raw"
     extension = "raw"
 
+    def __init__(self) -> None:
+        self.size: int | None = None
+
     def write(self, raw: Path, dest: Path, opts: OutputOptions) -> None:
-        # a sparse copy: a rename would not cross from the build's tmpfs to the output dir
+        self.size = raw.stat().st_size
+        # a hard link when on the same filesystem; else a sparse copy
         try:
             os.link(raw, dest)
         except OSError:
-            run.run(["cp", "--sparse=always", str(raw), str(dest)])
+            with progress.watch(
+                "raw", progress.allocated_bytes(raw), progress.child_reading(str(dest))
+            ):
+                run.run(["cp", "--sparse=always", "--reflink=auto", str(raw), str(dest)])
 
     def check(self, dest: Path) -> None:
         if not dest.is_file() or dest.stat().st_size == 0:
-            raise DibpyError(f"raw output {dest} is empty")
+            raise DibpyError(f"raw output {dest} is missing or empty")
+        if self.size is not None and dest.stat().st_size != self.size:
+            raise DibpyError(
+                f"raw output {dest} is {dest.stat().st_size} bytes, expected {self.size}"
+            )
 
 
-class Qcow2(OutputPlugin):
-    name = "qcow2"
-    extension = "qcow2"
+class QemuOutput(OutputPlugin):
+    """A format qemu-img converts to directly."""
+
+    qemu_format: ClassVar[str] = ""
+    programs = ("qemu-img",)
+
+    def __init__(self) -> None:
+        self.virtual_size: int | None = None
+        self.create_opts: dict[str, str] = {}
+
+    def options(self, opts: OutputOptions) -> dict[str, str]:
+        return qopts.resolve(self.name, opts.qemu_img_options, opts.environ)
+
+    def validate(self, opts: OutputOptions) -> None:
+        self.options(opts)
+
+    def compress(self, opts: OutputOptions) -> bool:
+        return False
 
     def write(self, raw: Path, dest: Path, opts: OutputOptions) -> None:
-        argv = ["qemu-img", "convert", "-f", "raw", "-O", "qcow2"]
-        if not opts.uncompressed:
-            argv.append("-c")
-        # several coroutines: compression then uses more than one core
-        argv += ["-m", str(max(2, min(8, os.cpu_count() or 2)))]
-        if opts.qemu_img_options:
-            argv += ["-o", opts.qemu_img_options]
-        run.run([*argv, str(raw), str(dest)])
+        self.create_opts = self.options(opts)
+        with self.sized_source(raw, dest) as src:
+            self.virtual_size = src.stat().st_size
+            convert(
+                src,
+                dest,
+                self.qemu_format,
+                create_opts=self.create_opts,
+                compress=self.compress(opts),
+                label=self.name,
+            )
+
+    @contextlib.contextmanager
+    def sized_source(self, raw: Path, dest: Path) -> Iterator[Path]:
+        yield raw
+
+    def expected(self) -> dict[str, Any]:
+        return {}
 
     def check(self, dest: Path) -> None:
-        run.run(["qemu-img", "check", "-f", "qcow2", str(dest)])
-        info = qemu_img_info(dest)
-        if info.get("format") != "qcow2":
-            raise DibpyError(f"{dest} is not a qcow2 image (qemu-img says {info.get('format')})")
+        check_image(
+            dest,
+            self.qemu_format,
+            virtual_size=self.virtual_size,
+            specific=self.expected(),
+            what=self.name,
+        )
+
+
+class Qcow2(QemuOutput):
+    name = "qcow2"
+    extension = "qcow2"
+    qemu_format = "qcow2"
+
+    def compress(self, opts: OutputOptions) -> bool:
+        # compressed clusters cannot be preallocated: an explicit preallocation wins
+        return not opts.uncompressed and self.create_opts.get("preallocation", "off") == "off"
+
+    def expected(self) -> dict[str, Any]:
+        want: dict[str, Any] = {}
+        compat = self.create_opts.get("compat")
+        if compat:
+            want["compat"] = {"v2": "0.10", "v3": "1.1"}.get(compat, compat)
+        if "compression_type" in self.create_opts:
+            want["compression-type"] = self.create_opts["compression_type"]
+        if "lazy_refcounts" in self.create_opts:
+            want["lazy-refcounts"] = self.create_opts["lazy_refcounts"] == "on"
+        return want
+
+
+def round_up(n: int, unit: int) -> int:
+    return -(-n // unit) * unit
+
+
+class Vhd(QemuOutput):
+    """VHD (qemu-img's ``vpc``), virtual size a whole number of MiB as Azure requires."""
+
+    name = "vhd"
+    extension = "vhd"
+    qemu_format = "vpc"
+
+    @contextlib.contextmanager
+    def sized_source(self, raw: Path, dest: Path) -> Iterator[Path]:
+        size = raw.stat().st_size
+        if size % MIB == 0:
+            yield raw
+            return
+        # never touch the build's raw image: pad a sparse copy up to the next MiB
+        tmp = dest.with_name(dest.name + ".mib-raw")
+        try:
+            run.run(["cp", "--sparse=always", "--reflink=auto", str(raw), str(tmp)])
+            os.truncate(tmp, round_up(size, MIB))
+            yield tmp
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def check(self, dest: Path) -> None:
+        super().check(dest)
+        if self.create_opts.get("force_size") == "on":
+            # vpc has no format-specific info: read the footer's current size ourselves
+            size = vhd_footer_size(dest)
+            if size % MIB:
+                raise DibpyError(f"vhd output {dest}: size {size} is not a whole MiB")
+
+
+def vhd_footer_size(path: Path) -> int:
+    """The "current size" field of a VHD footer (the last 512 bytes; fixed and dynamic)."""
+    with open(path, "rb") as f:
+        f.seek(-512, os.SEEK_END)
+        footer = f.read(512)
+    if footer[:8] != b"conectix":
+        raise DibpyError(f"{path} has no VHD footer (no 'conectix' cookie at the end)")
+    return int.from_bytes(footer[48:56], "big")
+
+
+class Vhdx(QemuOutput):
+    name = "vhdx"
+    extension = "vhdx"
+    qemu_format = "vhdx"
+
+
+class Vmdk(QemuOutput):
+    name = "vmdk"
+    extension = "vmdk"
+    qemu_format = "vmdk"
+
+    def expected(self) -> dict[str, Any]:
+        return {"create-type": self.create_opts.get("subformat", "monolithicSparse")}
 
 
 def have_qemu_img() -> bool:

@@ -1,0 +1,49 @@
+"""``dibpy info IMAGE``: format, sizes, partitions, filesystems, bootloader and OS."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dibpy.cli import entry
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dibpy info",
+        description="Describe a disk image (raw, qcow2, vhd, vhdx, vmdk, ova) without "
+        "booting it: format, virtual and allocated size, partition table, filesystems "
+        "with labels and UUIDs, the bootloader and the OS inside (os-release).  Non-raw "
+        "images are read through a temporary sparse raw copy in TMPDIR.",
+    )
+    p.add_argument("image", help="the disk image")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--debug", action="store_true", help="tracebacks and debug logging")
+    return p
+
+
+def main_args(argv: Sequence[str]) -> int:
+    from dibpy.inspect import describe, render
+
+    args = build_parser().parse_args(argv)
+    if args.debug:
+        from dibpy.log import setup_logging
+
+        setup_logging(debug=1)
+    d = describe(Path(args.image))
+    if args.json:
+        print(json.dumps(d, indent=2))
+    else:
+        print(render(d))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return entry(main_args, "dibpy info", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

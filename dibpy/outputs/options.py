@@ -1,0 +1,185 @@
+"""Per-format qemu-img creation options: from defaults, variables and --qemu-img-options.
+
+Every qemu-img based format has a table of the creation options it accepts, with the
+values each may take.  An option's value comes from (later wins):
+
+1. the format's default (e.g. ``force_size=on`` for vhd),
+2. the variable ``DIB_<OUTPUT>_<KEY>`` (``DIB_QCOW2_COMPAT=0.10``, ``DIB_VHD_SUBFORMAT=fixed``),
+3. ``--qemu-img-options`` (``DIB_QEMU_IMG_OPTIONS``): ``key=value,...``; a plain key applies
+   to every requested format that knows it, ``OUTPUT:key=value`` to that output only
+   (``qcow2:compat=0.10,vmdk:subformat=streamOptimized``).
+
+A key no requested format knows, or a value a format does not take, is an error found
+before the build starts (:func:`validate`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from dibpy.errors import ConfigError, MultiError
+
+_SIZE = re.compile(r"^[0-9]+[kKmMgG]?$")
+_ONOFF = ("on", "off")
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    #: allowed values; empty means free-form (checked by ``pattern`` if set)
+    choices: tuple[str, ...] = ()
+    pattern: re.Pattern[str] | None = None
+    help: str = ""
+
+    def check(self, value: str) -> str | None:
+        if self.choices and value not in self.choices:
+            return f"{self.name}={value}: must be one of {', '.join(self.choices)}"
+        if self.pattern is not None and not self.pattern.match(value):
+            return f"{self.name}={value}: not a size (e.g. 64k, 2M)"
+        return None
+
+
+QCOW2_KEYS = (
+    Key("compat", ("0.10", "1.1", "v2", "v3"), help="qcow2 version (0.10 for old QEMU)"),
+    Key("cluster_size", pattern=_SIZE, help="cluster size, 512 to 2M (default 64k)"),
+    Key("preallocation", ("off", "metadata", "falloc", "full"), help="preallocation mode"),
+    Key("lazy_refcounts", _ONOFF, help="lazy refcounts (compat 1.1 only)"),
+    Key("compression_type", ("zlib", "zstd"), help="compression algorithm (compat 1.1)"),
+    Key("refcount_bits", ("1", "2", "4", "8", "16", "32", "64"), help="refcount width"),
+    Key("extended_l2", _ONOFF, help="subcluster allocation"),
+)
+VPC_KEYS = (
+    Key("subformat", ("dynamic", "fixed"), help="dynamic (sparse) or fixed (Azure) VHD"),
+    Key("force_size", _ONOFF, help="exact virtual size instead of CHS geometry"),
+)
+VHDX_KEYS = (
+    Key("subformat", ("dynamic", "fixed"), help="dynamic or fixed VHDX"),
+    Key("block_size", pattern=_SIZE, help="block size, 1M to 256M"),
+    Key("log_size", pattern=_SIZE, help="log size"),
+    Key("block_state_zero", _ONOFF, help="mark blocks zero instead of writing zeros"),
+)
+_VMDK_COMMON = (
+    Key("adapter_type", ("ide", "lsilogic", "buslogic", "legacyESX"), help="disk adapter"),
+    Key("hwversion", pattern=re.compile(r"^[0-9]+$"), help="virtual hardware version"),
+    Key("toolsversion", pattern=re.compile(r"^[0-9]+$"), help="VMware tools version"),
+    Key("compat6", _ONOFF, help="VMDK version 6"),
+    Key("zeroed_grain", _ONOFF, help="zeroed-grain GTE"),
+)
+VMDK_KEYS = (
+    Key(
+        "subformat",
+        ("monolithicSparse", "streamOptimized"),
+        help="monolithicSparse (default) or streamOptimized (for upload and OVA)",
+    ),
+    *_VMDK_COMMON,
+)
+
+#: output name -> (qemu-img format, keys, defaults)
+FORMATS: dict[str, tuple[str, tuple[Key, ...], dict[str, str]]] = {
+    "qcow2": ("qcow2", QCOW2_KEYS, {}),
+    "vhd": ("vpc", VPC_KEYS, {"subformat": "dynamic", "force_size": "on"}),
+    "vhdx": ("vhdx", VHDX_KEYS, {"subformat": "dynamic"}),
+    "vmdk": ("vmdk", VMDK_KEYS, {"subformat": "monolithicSparse"}),
+    # an OVA's disk is always streamOptimized: the subformat is not the user's to choose
+    "ova": ("vmdk", _VMDK_COMMON, {"subformat": "streamOptimized"}),
+}
+
+
+def parse(text: str) -> list[tuple[str | None, str, str]]:
+    """``[OUTPUT:]key=value,...`` -> [(output or None, key, value)]."""
+    out: list[tuple[str | None, str, str]] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            raise ConfigError(
+                f"--qemu-img-options: {item!r} is not key=value",
+                hint="e.g. compat=0.10,cluster_size=2M or qcow2:compat=0.10",
+            )
+        key, value = item.split("=", 1)
+        target: str | None = None
+        if ":" in key:
+            target, key = key.split(":", 1)
+        out.append((target, key.strip(), value.strip()))
+    return out
+
+
+def _env_name(output: str, key: str) -> str:
+    return f"DIB_{output.upper()}_{key.upper()}"
+
+
+def resolve(output: str, qemu_img_options: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The creation options for ``output``; raises ConfigError on a bad value."""
+    if output not in FORMATS:
+        return {}
+    _, keys, defaults = FORMATS[output]
+    table = {k.name: k for k in keys}
+    opts = dict(defaults)
+    for k in keys:
+        v = environ.get(_env_name(output, k.name))
+        if v:
+            opts[k.name] = v
+    for target, key, value in parse(qemu_img_options):
+        if target not in (None, output) or key not in table:
+            continue
+        opts[key] = value
+    problems = [p for k, v in opts.items() if k in table and (p := table[k].check(v))]
+    if problems:
+        raise ConfigError(
+            f"{output} options: " + "; ".join(problems),
+            hint=f"set by {_env_name(output, 'KEY')} or --qemu-img-options",
+        )
+    return opts
+
+
+def validate(outputs: Sequence[str], qemu_img_options: str, environ: Mapping[str, str]) -> None:
+    """Every problem with the options of the requested outputs, reported at once."""
+    problems: list[str] = []
+    try:
+        items = parse(qemu_img_options)
+    except ConfigError as e:
+        raise MultiError([e.message], e.hint) from None
+    qemu_outputs = [o for o in outputs if o in FORMATS]
+    for target, key, _ in items:
+        if target is not None:
+            if target not in FORMATS:
+                problems.append(
+                    f"--qemu-img-options: {target}:{key}: {target!r} is not a qemu-img "
+                    f"output ({', '.join(FORMATS)})"
+                )
+                continue
+            if key not in _keys(target):
+                problems.append(_unknown(key, [target]))
+            continue
+        if not any(key in _keys(o) for o in qemu_outputs):
+            problems.append(_unknown(key, qemu_outputs))
+    for o in qemu_outputs:
+        try:
+            resolve(o, qemu_img_options, environ)
+        except ConfigError as e:
+            problems.append(e.message)
+    if problems:
+        raise MultiError(problems, hint="doc/outputs.md lists every format's options")
+
+
+def _keys(output: str) -> set[str]:
+    return {k.name for k in FORMATS[output][1]}
+
+
+def _unknown(key: str, outputs: Iterable[str]) -> str:
+    outs = list(outputs)
+    if not outs:
+        return f"--qemu-img-options: {key}: no requested output (-t) takes qemu-img options"
+    known = sorted(set().union(*(_keys(o) for o in outs)))
+    from dibpy.elements.resolve import did_you_mean
+
+    near = did_you_mean(key, known)
+    msg = f"--qemu-img-options: {key!r} is not an option of {', '.join(outs)}"
+    return msg + (f" ({near})" if near else f" (known: {', '.join(known)})")
+
+
+def to_argument(opts: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in opts.items())
