@@ -211,6 +211,8 @@ class Build:
         self.stack = contextlib.ExitStack()
         self.build_dir = Path()
         self.tree: HookTree | None = None
+        #: the tree hooks work on now (for break=after-error)
+        self.current_target: Path | None = None
 
     # -- environment -------------------------------------------------------------
     def hook_env(
@@ -280,6 +282,7 @@ class Build:
         self, phase: str, target: Path, *, in_chroot: bool, extra: Mapping[str, str] = {}
     ) -> None:
         assert self.tree is not None
+        self.current_target = target
         self._break("before-" + phase.removesuffix(".d"), target)
         with self.timer.stage(phase):
             run_phase(
@@ -303,13 +306,15 @@ class Build:
 
     # -- the build -----------------------------------------------------------------
     def run(self) -> BuildResult:
-        try:
-            with self.stack:
+        with self.stack:
+            try:
                 return self._run()
-        except DibpyError:
-            if "after-error" in self.cfg.breaks:
-                LOG.warning("break=after-error: the build failed; see the error below")
-            raise
+            except DibpyError as e:
+                # before the stack unwinds: the tree and its mounts are still there
+                if "after-error" in self.cfg.breaks and self.current_target is not None:
+                    LOG.error("%s", e)
+                    self._break("after-error", self.current_target)
+                raise
 
     def _make_build_dir(self) -> None:
         cfg = self.cfg

@@ -66,15 +66,47 @@ def our_mounts() -> set[str]:
         return {line.split()[1] for line in f}
 
 
+def loops_under(root: Path) -> set[str]:
+    """Loop devices backed by a file under ``root``, as "DEV (FILE)"."""
+    out = subprocess.run(
+        ["losetup", "--list", "--noheadings", "--raw", "-O", "NAME,BACK-FILE"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    found = set()
+    for line in out.splitlines():
+        name, _, back = line.partition(" ")
+        back = back.replace("\\x20", " ").removesuffix(" (deleted)")
+        if back.startswith(str(root)):
+            found.add(f"{name} ({back})")
+    return found
+
+
+def mounts_under(root: Path) -> set[str]:
+    with open("/proc/mounts") as f:
+        return {line.split()[1] for line in f if line.split()[1].startswith(str(root))}
+
+
 @pytest.fixture
-def no_leaks() -> Iterator[None]:
-    """Fail the test if it leaves a loop device or a mount behind."""
-    loops, mounts = our_loops(), our_mounts()
+def no_leaks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the test if it leaves a loop device or a mount behind.
+
+    Scoped to this test session's temporary directory (tests point TMP_DIR and every image
+    there), so builds elsewhere on the machine can neither fail this check nor hide a leak.
+    What leaked is released afterwards, so one leak does not fail the following tests too.
+    """
+    root = tmp_path_factory.getbasetemp()
+    before_loops, before_mounts = loops_under(root), mounts_under(root)
     yield
-    new_loops = our_loops() - loops
-    new_mounts = our_mounts() - mounts
-    assert not new_loops, f"loop devices leaked: {sorted(new_loops)}"
-    assert not new_mounts, f"mounts leaked: {sorted(new_mounts)}"
+    loops = loops_under(root) - before_loops
+    mounts = mounts_under(root) - before_mounts
+    for m in sorted(mounts, key=len, reverse=True):
+        subprocess.run(["umount", "-l", m], check=False)
+    for dev in loops:
+        subprocess.run(["losetup", "-d", dev.split()[0]], check=False)
+    assert not loops, f"loop devices leaked: {sorted(loops)}"
+    assert not mounts, f"mounts leaked: {sorted(mounts)}"
 
 
 @pytest.fixture

@@ -72,9 +72,9 @@ def _main(argv: Sequence[str], prog: str, ramdisk: bool) -> int:
             from dibpy.errors import ConfigError
 
             raise ConfigError("--boot-test needs a qcow2 or raw output", hint="add -t qcow2")
-        uefi = "block-device-efi" in os.environ.get("DIB_BLOCK_DEVICE", "") or any(
-            e.startswith("block-device-efi") for e in cfg.elements
-        )
+        # SeaBIOS boots every amd64 layout we build (the EFI layouts carry a BIOS boot
+        # partition too); OVMF for architectures without a BIOS
+        uefi = cfg.arch != "amd64"
         res = BootTest(image=image, uefi=uefi, console_log=image.with_suffix(".console.log")).run()
         print(f"{image}: login prompt after {res.seconds_to_prompt:.1f} s ({res.accel})")
     return 0

@@ -160,3 +160,86 @@ def test_sigterm_mid_build_leaves_nothing(tmp_path: Path, no_leaks: None) -> Non
     assert _build_dirs(tmp_path) == []
     ps = subprocess.run(["pgrep", "-f", "sleep 120"], capture_output=True, text=True)
     assert ps.stdout.strip() == ""
+
+
+def test_image_build_writes_checked_outputs(tmp_path: Path, no_leaks: None) -> None:
+    out = tmp_path / "out" / "tiny"
+    r = subprocess.run(
+        [
+            *DIC,
+            "-n",
+            "-o",
+            str(out),
+            "-t",
+            "raw,qcow2",
+            "--checksum",
+            "tiny-os",
+            "probe",
+            "block-device-mbr",
+        ],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    raw, qcow2 = out.with_name("tiny.raw"), out.with_name("tiny.qcow2")
+    # one bootable partition, as block-device-mbr says
+    import json
+
+    table = json.loads(
+        subprocess.run(
+            ["sfdisk", "--json", str(raw)], capture_output=True, text=True, check=True
+        ).stdout
+    )["partitiontable"]
+    assert table["label"] == "dos"
+    assert len(table["partitions"]) == 1 and table["partitions"][0].get("bootable")
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(qcow2)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert info["format"] == "qcow2"
+    assert info["virtual-size"] == raw.stat().st_size
+    # checksums match the files
+    import hashlib
+
+    for p in (raw, qcow2):
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()
+        assert Path(f"{p}.sha256").read_text().split()[0] == digest
+        assert Path(f"{p}.md5").is_file()
+    # finalise.d ran in the chroot of the mounted image, with the loop device known
+    seen = _read(tmp_path / "probe" / "probe-finalise.d")
+    assert seen["block_device"].startswith("/dev/loop")
+    assert seen["proc"] == "yes"
+    # fstab and the root filesystem label, read from outside
+    part = table["partitions"][0]
+    blkid = subprocess.run(
+        ["blkid", "-p", "-O", str(part["start"] * 512), "-o", "export", str(raw)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "LABEL=cloudimg-rootfs" in blkid and "TYPE=ext4" in blkid
+    assert _build_dirs(tmp_path) == []
+    assert not list(out.parent.glob(".*partial*"))
+
+
+def test_failure_with_the_image_mounted_leaves_nothing(tmp_path: Path, no_leaks: None) -> None:
+    out = tmp_path / "out" / "tiny"
+    r = subprocess.run(
+        [*DIC, "-n", "-o", str(out), "tiny-os", "block-device-mbr", "failing-finalise"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert "finalise.d/60-fail-in-finalise" in r.stderr and "element failing-finalise" in r.stderr
+    assert "failing in finalise with block device /dev/loop" in r.stderr
+    assert _build_dirs(tmp_path) == []
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("tiny.*"))
