@@ -453,3 +453,73 @@ def test_devuser_stages_authorized_keys(tmp_path: Path) -> None:
     assert (tree / "devuser/authorized_keys").read_text() == keys.read_text()
     r = bash(hook, {"TMP_HOOKS_PATH": str(tree), "DIB_DEV_USER_AUTHORIZED_KEYS": "/nope"})
     assert r.returncode == 1 and "/nope is not a file" in r.stderr
+
+
+# --- source-repositories ---------------------------------------------------------------
+
+GET_ARRAY = (
+    'echo "$IMAGE_ELEMENT_YAML" | while IFS=": " read -r k v; do printf "[%s]=%s " "$k" "$v"; done'
+)
+
+
+def test_source_repositories_git_tar_and_overrides(tmp_path: Path) -> None:
+    git_env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    repo = tmp_path / "upstream"
+    repo.mkdir()
+    for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "one"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, env=git_env)
+    (repo / "f.txt").write_text("v2\n")
+    subprocess.run(["git", "-C", str(repo), "add", "f.txt"], check=True, env=git_env)
+    subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m", "two"], check=True, env=git_env)
+    first = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD~1"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    src = tmp_path / "src" / "proj-1.0"
+    src.mkdir(parents=True)
+    (src / "README").write_text("tarball\n")
+    tarball = tmp_path / "proj.tar.gz"
+    subprocess.run(
+        ["tar", "-C", str(tmp_path / "src"), "-czf", str(tarball), "proj-1.0"], check=True
+    )
+
+    el = tmp_path / "els" / "app"
+    el.mkdir(parents=True)
+    (el / "source-repository-app").write_text(
+        f"# comment\napp git /opt/app {repo} main\n"
+        f"app-pinned git /opt/pinned {repo}\n"
+        f"app-tar tar /opt/tar file://{tarball}\n"
+    )
+    tree = tmp_path / "hooks"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "bin" / "cache-url").symlink_to(CACHE_URL)
+    root = tmp_path / "root"
+    root.mkdir()
+    env = {
+        "TARGET_ROOT": str(root),
+        "TMP_HOOKS_PATH": str(tree),
+        "DIB_IMAGE_CACHE": str(tmp_path / "cache"),
+        "IMAGE_ELEMENT_YAML": f"app: {el}",
+        "BASH_FUNC_get_image_element_array%%": "() { " + GET_ARRAY + "; }",
+        "DIB_REPOREF_app_pinned": first,
+    }
+    hook = ELEMENTS / "source-repositories" / "extra-data.d" / "98-source-repositories"
+    r = bash(hook, env)
+    assert r.returncode == 0, r.stderr
+    assert (root / "opt/app/f.txt").read_text() == "v2\n"
+    assert not (root / "opt/pinned/f.txt").exists(), "DIB_REPOREF_app_pinned picks the first commit"
+    assert (root / "opt/tar/README").read_text() == "tarball\n"
+    manifest = (root / "etc/dib-manifests/dib-source-repositories").read_text()
+    assert f"app-pinned git /opt/pinned {repo} {first}" in manifest
+    # offline: the cached mirror is enough, even when the upstream is gone
+    subprocess.run(["rm", "-rf", str(repo)], check=True)
+    r = bash(hook, {**env, "DIB_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr
+    (el / "source-repository-app").write_text("bad svn /opt/x http://x\n")
+    r = bash(hook, env)
+    assert r.returncode == 1 and "type svn is not git, tar, file or package" in r.stderr
