@@ -75,6 +75,8 @@ def detect_format(path: Path) -> str:
     """The output-type name of an image: raw, qcow2, vhd, vhdx, vmdk or ova."""
     if not path.is_file():
         raise DibpyError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DibpyError(f"{path} is empty: not a disk image")
     if ova_disk_spec(path):
         return "ova"
     fmt = str(qemu_info(path).get("format"))

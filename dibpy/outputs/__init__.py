@@ -192,6 +192,11 @@ def write_one(
         if keep_old is not None:
             keep_old(dest)
         os.replace(partial, dest)
+    except DibpyError as e:
+        # name the output the user asked for, not its temporary name
+        e.message = e.message.replace(str(partial), str(dest)).replace(partial.name, dest.name)
+        e.args = (e.message,)
+        raise
     finally:
         _unlink_quiet(partial)
     return [dest, *plugin.finish(dest, opts)]

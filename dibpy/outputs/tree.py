@@ -83,7 +83,11 @@ def _expect_names(path: Path, names: list[str], expected: list[str] | None, pref
         raise DibpyError(f"{path} is empty")
     if expected is None:
         return
-    have = {n.rstrip("/") for n in names}
+    have: set[str] = set()
+    for n in names:
+        # a directory counts as present when something inside it is
+        parts = n.rstrip("/").split("/")
+        have.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
     missing = [e for e in expected if f"{prefix}{e}" not in have]
     if missing:
         raise DibpyError(f"{path} lacks {', '.join(missing[:5])} from the tree")
