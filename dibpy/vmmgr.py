@@ -269,6 +269,13 @@ def write_archive(dest: Path, meta: Metadata, disk: Path, hddimage: str, disk_si
 
 def check_archive(path: Path) -> dict[str, Any]:
     """Check a template archive: three parts, CR LF script, valid metainfo naming the disk."""
+    try:
+        return _check_archive(path)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise DibpyError(f"vmmgr template {path} is truncated or corrupt: {e}") from None
+
+
+def _check_archive(path: Path) -> dict[str, Any]:
     tar = open_tar(path, "r:gz", "vmmgr template")
     with tar:
         try:

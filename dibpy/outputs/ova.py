@@ -259,6 +259,13 @@ def write_ova(
 
 def check_ova(path: Path, capacity: int | None = None) -> dict[str, Any]:
     """Check an OVA's structure, descriptor, manifest and disk; return a summary."""
+    try:
+        return _check_ova(path, capacity)
+    except (tarfile.TarError, EOFError) as e:
+        raise DibpyError(f"ova {path} is truncated or corrupt: {e}") from None
+
+
+def _check_ova(path: Path, capacity: int | None) -> dict[str, Any]:
     tar = open_tar(path, "r:", "ova")
     with tar:
         members = tar.getmembers()

@@ -68,6 +68,7 @@ def check_image(
     virtual_size: int | None = None,
     specific: Mapping[str, Any] | None = None,
     what: str | None = None,
+    probe: bool = True,
 ) -> dict[str, Any]:
     """Check ``dest`` with qemu-img: consistency, detected format, size, format options.
 
@@ -77,6 +78,21 @@ def check_image(
     name = what or fmt
     if not dest.is_file() or dest.stat().st_size == 0:
         raise DibpyError(f"{name} output {dest} is missing or empty")
+    # probe the format rather than name it: what a hypervisor would see (a fixed VHD has
+    # only a footer, which qemu does not probe for: its caller names the format)
+    r = run.run(
+        ["qemu-img", "info", "--output=json", *(["-f", fmt] if not probe else []), str(dest)],
+        check=False,
+    )
+    if r.returncode != 0:
+        raise DibpyError(
+            f"{name} output {dest} cannot be read by qemu-img: {r.stderr.strip()[-300:]}"
+        )
+    info: dict[str, Any] = json.loads(r.stdout)
+    if info.get("format") != fmt:
+        raise DibpyError(
+            f"{name} output {dest} is not a {fmt} image (qemu-img sees {info.get('format')})"
+        )
     r = run.run(["qemu-img", "check", "-f", fmt, str(dest)], check=False)
     if r.returncode not in (0, CHECK_UNSUPPORTED):
         tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
@@ -84,12 +100,6 @@ def check_image(
             f"{name} output {dest} fails qemu-img check (status {r.returncode}): "
             + " / ".join(tail),
             hint="the image is corrupt; rebuild it",
-        )
-    # probe the format rather than name it: what a hypervisor would see
-    info = qemu_img_info(dest)
-    if info.get("format") != fmt:
-        raise DibpyError(
-            f"{name} output {dest} is not a {fmt} image (qemu-img sees {info.get('format')})"
         )
     if virtual_size is not None and info.get("virtual-size") != virtual_size:
         raise DibpyError(
@@ -228,12 +238,11 @@ class Vhd(QemuOutput):
                 tmp.unlink()
 
     def check(self, dest: Path) -> None:
-        super().check(dest)
-        if self.create_opts.get("force_size") == "on":
-            # vpc has no format-specific info: read the footer's current size ourselves
-            size = vhd_footer_size(dest)
-            if size % MIB:
-                raise DibpyError(f"vhd output {dest}: size {size} is not a whole MiB")
+        # the footer first: it is what makes a file a VHD (and qemu cannot probe a fixed one)
+        size = vhd_footer_size(dest)
+        check_image(dest, "vpc", virtual_size=self.virtual_size, what=self.name, probe=False)
+        if size % MIB:
+            raise DibpyError(f"vhd output {dest}: size {size} is not a whole MiB")
 
 
 def vhd_footer_size(path: Path) -> int:

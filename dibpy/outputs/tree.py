@@ -272,6 +272,13 @@ def write_docker_archive(layer: Path, dest: Path, tag: str, arch: str) -> None:
 
 def check_docker_archive(path: Path, expected: list[str] | None = None) -> dict[str, Any]:
     """Check what ``docker load`` needs: manifest, config, layers and their digests."""
+    try:
+        return _check_docker_archive(path, expected)
+    except (tarfile.TarError, EOFError) as e:
+        raise DibpyError(f"docker archive {path} is truncated or corrupt: {e}") from None
+
+
+def _check_docker_archive(path: Path, expected: list[str] | None) -> dict[str, Any]:
     tar = open_tar(path, "r:*", "docker archive")
 
     def read(name: str) -> bytes:
