@@ -25,11 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dibpy import __version__, chroot, mounts, run
+from dibpy import outputs as outputs_mod
 from dibpy.blockdev import BlockDevice, BlockDeviceParams, config_source, load_config
 from dibpy.cli.element_info import GET_IMAGE_ELEMENT_ARRAY_BODY
 from dibpy.config import BuildConfig
@@ -129,6 +130,10 @@ def plan(cfg: BuildConfig) -> Plan:
         outputs.append((plugin, base.with_name(base.name + "." + plugin.extension)))
     if no_final:
         outputs = []
+    try:
+        outputs_mod.validate([p for p, _ in outputs], output_options(cfg))
+    except ConfigError as e:
+        note(e)
     missing = [t for t in ("chroot", "mount", "umount", "losetup") if shutil.which(t) is None]
     if any(p.name != "raw" for p, _ in outputs) and shutil.which("qemu-img") is None:
         missing.append("qemu-img")
@@ -153,6 +158,17 @@ def plan(cfg: BuildConfig) -> Plan:
         elements_path=library.elements_path,
         block_device_text=bd_text,
         block_device_origin=bd_origin,
+    )
+
+
+def output_options(cfg: BuildConfig) -> OutputOptions:
+    return OutputOptions(
+        uncompressed=cfg.uncompressed,
+        qemu_img_options=cfg.qemu_img_options,
+        environ=cfg.environ,
+        image_name=cfg.output_base.name,
+        docker_target=cfg.docker_target or "",
+        arch=cfg.arch,
     )
 
 
@@ -437,18 +453,16 @@ class Build:
         _empty_dir(mnt / "tmp")
         manifest_dir = self._copy_manifests(mnt)
         outputs: list[Path] = []
+        opts = output_options(cfg)
         tree_outputs = [po for po in self.plan.outputs if po[0].needs_tree]
         if tree_outputs:
             with self.timer.stage("tree outputs"):
-                outputs += self._write_outputs(
-                    tree_outputs, lambda p, d, o: p.write_tree(mnt, d, o)
-                )
+                outputs += self._write_outputs(tree_outputs, mnt, opts, tree=True)
         with self.timer.stage("unmount"):
             bd.umount()
-        raw = Path(bd.image_path)
         image_outputs = [po for po in self.plan.outputs if not po[0].needs_tree]
         with self.timer.stage("outputs"):
-            outputs += self._write_outputs(image_outputs, lambda p, d, o: p.write(raw, d, o))
+            outputs += self._write_outputs(image_outputs, Path(bd.image_path), opts)
         return manifest_dir, outputs
 
     def _copy_manifests(self, root: Path) -> Path | None:
@@ -478,24 +492,22 @@ class Build:
     def _write_outputs(
         self,
         todo: list[tuple[OutputPlugin, Path]],
-        write: Callable[[OutputPlugin, Path, OutputOptions], None],
+        source: Path,
+        opts: OutputOptions,
+        tree: bool = False,
     ) -> list[Path]:
-        """Write each output under a temporary name, check it, then rename it into place."""
-        cfg = self.cfg
-        opts = OutputOptions(uncompressed=cfg.uncompressed, qemu_img_options=cfg.qemu_img_options)
-        written: list[Path] = []
-        # raw last: it may be a hard link of the build's file, which the others read
-        for plugin, dest in sorted(todo, key=lambda po: po[0].name == "raw"):
+        """Write outputs in parallel; each is checked before it is renamed into place."""
+        for _, dest in todo:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
-            self.stack.callback(_unlink_quiet, partial)
-            LOG.info("writing %s output %s", plugin.name, dest)
-            write(plugin, partial, opts)
-            plugin.check(partial)
-            _keep_old(dest, cfg.overwrite_old_image)
-            os.replace(partial, dest)
-            written.append(dest)
-            if cfg.checksum:
+        written = outputs_mod.write_all(
+            todo,
+            source,
+            opts,
+            tree=tree,
+            keep_old=lambda d: _keep_old(d, self.cfg.overwrite_old_image),
+        )
+        if self.cfg.checksum:
+            for dest in (d for _, d in todo):
                 _write_checksums(dest)
         return written
 

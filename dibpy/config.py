@@ -292,6 +292,15 @@ SETTINGS: tuple[Setting, ...] = (
         "TYPE",
     ),
     Setting(
+        "docker_target",
+        ("--docker-target",),
+        "DIB_DOCKER_TARGET",
+        str,
+        None,
+        "REPOSITORY[:TAG] for -t docker",
+        "TARGET",
+    ),
+    Setting(
         "logfile", ("--logfile",), None, Path, None, "write the log here (quiet console)", "FILE"
     ),
     Setting(
@@ -348,6 +357,7 @@ class BuildConfig:
     root_label: str | None = None
     ramdisk_element: str = "ramdisk"
     install_type: str = "source"
+    docker_target: str | None = None
     logfile: Path | None = None
     offline: bool = False
     boot_test: bool = False

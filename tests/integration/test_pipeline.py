@@ -243,3 +243,54 @@ def test_failure_with_the_image_mounted_leaves_nothing(tmp_path: Path, no_leaks:
     assert "failing in finalise with block device /dev/loop" in r.stderr
     assert _build_dirs(tmp_path) == []
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("tiny.*"))
+
+
+ALL_TYPES = "raw,qcow2,vhd,vhdx,vmdk,ova,tar,tgz,squashfs,docker,vmmgr"
+
+
+def test_one_build_writes_every_format(tmp_path: Path, no_leaks: None) -> None:
+    import json
+
+    out = tmp_path / "out" / "all"
+    r = subprocess.run(
+        [*DIC, "-n", "-o", str(out), "-t", ALL_TYPES, "tiny-os", "block-device-mbr"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    names = {p.name for p in out.parent.iterdir()}
+    for ext in (
+        "raw",
+        "qcow2",
+        "vhd",
+        "vhdx",
+        "vmdk",
+        "ova",
+        "tar",
+        "tgz",
+        "squashfs",
+        "docker.tar",
+        "vmmgr.tar.gz",
+    ):
+        assert f"all.{ext}" in names, (ext, sorted(names))
+    # every disk format shows the same disk from outside
+    dibpy = [sys.executable, str(REPO / "bin" / "dibpy")]
+    seen = {}
+    for ext in ("raw", "qcow2", "vhd", "vhdx", "vmdk"):
+        info = json.loads(
+            subprocess.run(
+                [*dibpy, "info", "--json", str(out.with_name(f"all.{ext}"))],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        seen[ext] = json.dumps(info.get("partitions", info.get("partition_table")), sort_keys=True)
+    assert len(set(seen.values())) == 1, seen
+    # the tree formats hold the tree
+    listing = subprocess.run(
+        ["tar", "-tf", str(out.with_name("all.tar"))], capture_output=True, text=True, check=True
+    ).stdout
+    assert "usr/bin/bash" in listing
