@@ -70,6 +70,14 @@ HOST_TOOLS = [
 STUB_YUM = """#!/bin/bash
 echo "$(basename "$0") $*" >> /var/log/pm-calls
 """
+STUB_GRUB_INSTALL = """#!/bin/bash
+echo "grub2-install $*" >> /var/log/pm-calls
+"""
+STUB_GRUB_MKCONFIG = """#!/bin/bash
+echo "grub2-mkconfig $*" >> /var/log/pm-calls
+. /etc/default/grub
+echo "linux16 /vmlinuz-3.10.0-fake root=$GRUB_DEVICE $GRUB_CMDLINE_LINUX" > "$2"
+"""
 STUB_RPM = """#!/bin/bash
 echo "rpm $*" >> /var/log/pm-calls
 exit 1  # nothing is installed
@@ -131,8 +139,12 @@ def fake_centos_tree(root: Path, release: str = "7") -> None:
     write(root / "etc/fstab", "UUID=0b5d0d8e-fake-cloud-root / xfs defaults 0 0\n")
     write(root / "etc/selinux/config", "SELINUX=enforcing\nSELINUXTYPE=targeted\n")
     write(root / "etc/cloud-image-marker", "from the cloud image root\n")
+    write(root / "usr/lib/grub/i386-pc/modinfo.sh", "# as grub2-pc-modules has\n")
     write(root / "usr/bin/yum", STUB_YUM, 0o755)
     write(root / "usr/bin/rpm", STUB_RPM, 0o755)
+    write(root / "usr/sbin/grub2-install", STUB_GRUB_INSTALL, 0o755)
+    write(root / "usr/sbin/grub2-mkconfig", STUB_GRUB_MKCONFIG, 0o755)
+    write(root / "etc/default/grub", 'GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX="rhgb quiet"\n')
 
 
 def mkfs_ext4(tree: Path, out: Path, size: int, label: str) -> None:
@@ -227,8 +239,9 @@ def build(
         SNAP_OUT=str(snap),
         **env,
     )
+    final = [] if "vm" in elements else ["no-final-image"]
     r = subprocess.run(
-        [*DIC, "-n", "-o", str(tmp_path / "out" / "img"), *elements, "no-final-image", "snap"],
+        [*DIC, "-n", "-o", str(tmp_path / "out" / "img"), *elements, *final, "snap"],
         env=full_env,
         capture_output=True,
         text=True,
@@ -352,3 +365,23 @@ def test_lvm_root_is_refused_with_the_reason(tmp_path: Path, no_leaks: None) -> 
     assert r.returncode != 0
     assert "LVM, which cannot be read without device-mapper" in r.stderr
     assert not snap.exists()
+
+
+def test_centos7_vm_image_with_redhat_grub2(tmp_path: Path, no_leaks: None) -> None:
+    """A whole disk image: block device, fstab, and GRUB through the grub2-* tools."""
+    image = make_cloud_image(tmp_path / "img")
+    r, snap = build(tmp_path, ["centos7", "vm"], DIB_LOCAL_IMAGE=str(image))
+    assert r.returncode == 0, r.stderr[-5000:]
+    out = tmp_path / "out" / "img.qcow2"
+    assert out.is_file()
+    calls = pm_calls(snap)
+    # bootloader's packages mapped for the redhat family, then grub2-install/-mkconfig
+    assert "yum -y install grub2-pc grub2-tools vim-minimal" in calls
+    assert any(c.startswith("grub2-install --target=i386-pc --force /dev/loop") for c in calls)
+    assert "grub2-mkconfig -o /boot/grub2/grub.cfg" in calls
+    cfg = (snap / "boot/grub2/grub.cfg").read_text()
+    assert "root=LABEL=cloudimg-rootfs" in cfg and "console=ttyS0,115200" in cfg
+    assert "LABEL=cloudimg-rootfs" in (snap / "etc/fstab").read_text()
+    # the image holds the extracted tree
+    info = subprocess.run(["qemu-img", "info", str(out)], capture_output=True, text=True)
+    assert "qcow2" in info.stdout
