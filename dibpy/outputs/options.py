@@ -107,6 +107,10 @@ def parse(text: str) -> list[tuple[str | None, str, str]]:
     return out
 
 
+#: qcow2 compression unless DIB_QCOW2_COMPRESSION_TYPE / compression_type= says otherwise
+DEFAULT_QCOW2_COMPRESSION = "zstd"
+
+
 def _env_name(output: str, key: str) -> str:
     return f"DIB_{output.upper()}_{key.upper()}"
 
@@ -126,6 +130,11 @@ def resolve(output: str, qemu_img_options: str, environ: Mapping[str, str]) -> d
         if target not in (None, output) or key not in table:
             continue
         opts[key] = value
+    if output == "qcow2" and "compression_type" not in opts:
+        # zstd: about 10x faster than zlib (which qemu-img runs on one core) and smaller;
+        # it needs a reader from QEMU 5.1 on, so compat=0.10 (for older ones) keeps zlib
+        if opts.get("compat", "1.1") not in ("0.10", "v2"):
+            opts["compression_type"] = DEFAULT_QCOW2_COMPRESSION
     problems = [p for k, v in opts.items() if k in table and (p := table[k].check(v))]
     if problems:
         raise ConfigError(

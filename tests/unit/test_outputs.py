@@ -56,14 +56,25 @@ def test_defaults_and_variables_and_command_line_precedence() -> None:
     assert qopts.resolve("vhd", "", env)["subformat"] == "fixed"
     assert qopts.resolve("qcow2", "", env) == {"compat": "0.10"}
     # --qemu-img-options wins over the variable
-    assert qopts.resolve("qcow2", "compat=1.1", env) == {"compat": "1.1"}
+    assert qopts.resolve("qcow2", "compat=1.1", env) == {
+        "compat": "1.1",
+        "compression_type": "zstd",
+    }
     # a plain key goes to each format that knows it; a prefixed key only to its output
     o = "subformat=fixed,vmdk:subformat=streamOptimized,cluster_size=2M"
     assert qopts.resolve("vhd", o, {})["subformat"] == "fixed"
     assert qopts.resolve("vmdk", o, {})["subformat"] == "streamOptimized"
-    assert qopts.resolve("qcow2", o, {}) == {"cluster_size": "2M"}
+    assert qopts.resolve("qcow2", o, {}) == {"cluster_size": "2M", "compression_type": "zstd"}
     # an OVA's disk is always streamOptimized
     assert qopts.resolve("ova", "subformat=monolithicSparse", {})["subformat"] == "streamOptimized"
+
+
+def test_qcow2_compression_defaults_to_zstd_unless_old_compat_or_asked() -> None:
+    assert qopts.resolve("qcow2", "", {})["compression_type"] == "zstd"
+    assert "compression_type" not in qopts.resolve("qcow2", "compat=0.10", {})
+    assert qopts.resolve("qcow2", "", {"DIB_QCOW2_COMPRESSION_TYPE": "zlib"}) == {
+        "compression_type": "zlib"
+    }
 
 
 def test_qcow2_options_pass_through() -> None:
