@@ -1,0 +1,189 @@
+"""ubuntu-minimal / ubuntu through the real pipeline, with a fake debootstrap on PATH.
+
+The Ubuntu archive is not reachable here, so ``debootstrap`` is a script that records its
+arguments and makes a tiny chroot-able root (the host's bash and coreutils, a stub
+``apt-get`` that records its calls).  Everything else is real: element resolution, the
+environment the elements export, the keyring check, the debootstrap command line, the
+bootstrap cache, the apt sources written for Ubuntu, and the packages the build asks apt
+for.  tests/e2e/test_ubuntu.py does the same against a real mirror when one answers.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, chroot_works
+from tests.integration.test_elements_centos import copy_with_libs, write
+
+DIC = [sys.executable, str(REPO / "bin" / "disk-image-create")]
+TOOLS = [
+    "bash", "sh", "cat", "env", "ls", "mkdir", "rm", "touch", "id", "tr", "sort", "head",
+    "tail", "basename", "dirname", "sed", "grep", "awk", "mktemp", "cp", "mv", "ln", "chmod",
+    "chown", "readlink", "cut", "wc", "find", "xargs", "install", "tee", "date", "stat",
+]  # fmt: skip
+
+FAKE_DEBOOTSTRAP = """#!/bin/bash
+# records its arguments; makes a tiny root from the host's tools
+set -eu
+printf '%s\\n' "$*" >> "$FAKE_DEBOOTSTRAP_LOG"
+args=()
+for a in "$@"; do case "$a" in --*) ;; *) args+=("$a") ;; esac; done
+release=${args[0]} root=${args[1]} mirror=${args[2]:-http://debootstrap-default.invalid/ubuntu}
+cp -a "$FAKE_ROOT_TEMPLATE/." "$root/"
+echo "deb $mirror $release main" > "$root/etc/apt/sources.list"
+"""
+STUB_APT = """#!/bin/bash
+echo "apt-get $*" >> /var/log/apt-calls
+"""
+
+
+@pytest.fixture(autouse=True)
+def _need_chroot() -> None:
+    reason = chroot_works()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ubuntu-template")
+    for d in ("usr/bin", "usr/sbin", "usr/lib", "usr/local/bin", "etc/apt", "tmp", "var/log"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "tmp").chmod(0o1777)
+    for link, to in (("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib")):
+        (root / link).symlink_to(to)
+    if Path("/lib64").exists():
+        (root / "usr/lib64").mkdir()
+        (root / "lib64").symlink_to("usr/lib64")
+    for t in TOOLS:
+        copy_with_libs(root, t)
+    write(root / "etc/passwd", "root:x:0:0:root:/root:/bin/bash\n")
+    write(root / "etc/group", "root:x:0:\n")
+    write(root / "etc/os-release", 'NAME="Ubuntu"\nID=ubuntu\n')
+    write(root / "usr/bin/apt-get", STUB_APT, 0o755)
+    return root
+
+
+def build(
+    tmp_path: Path, template: Path, elements: list[str], **env: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    fake_bin = tmp_path / "fake-bin"
+    write(fake_bin / "debootstrap", FAKE_DEBOOTSTRAP, 0o755)
+    keyring = tmp_path / "ubuntu-archive-keyring.gpg"
+    keyring.write_bytes(b"not really a keyring, debootstrap is fake")
+    els = tmp_path / "test-elements"
+    write(els / "snap/README.rst", "Copy the finished tree to $SNAP_OUT.\n")
+    write(
+        els / "snap/cleanup.d/99-snap",
+        '#!/bin/bash\nset -eu -o pipefail\ncp -a "$TARGET_ROOT" "$SNAP_OUT"\n'
+        'env | sort > "$SNAP_OUT.env"\n',
+        0o755,
+    )
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    full = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
+    full.update(
+        PATH=f"{fake_bin}:{os.environ['PATH']}",
+        ELEMENTS_PATH=str(els),
+        TMP_DIR=str(tmp_path / "tmp"),
+        DIB_IMAGE_CACHE=str(tmp_path / "cache"),
+        DIB_UBUNTU_KEYRING=str(keyring),
+        FAKE_DEBOOTSTRAP_LOG=str(tmp_path / "debootstrap.log"),
+        FAKE_ROOT_TEMPLATE=str(template),
+        SNAP_OUT=str(tmp_path / "snap"),
+    )
+    full.update(env)
+    r = subprocess.run(
+        [*DIC, "-n", "-o", str(tmp_path / "out/img"), *elements, "no-final-image", "snap"],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return r, tmp_path / "snap"
+
+
+def env_of(snap: Path) -> dict[str, str]:
+    text = snap.with_name("snap.env").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def test_ubuntu_minimal_defaults(tmp_path: Path, template: Path) -> None:
+    r, snap = build(tmp_path, template, ["ubuntu-minimal"])
+    assert r.returncode == 0, r.stderr[-4000:]
+    (call,) = (tmp_path / "debootstrap.log").read_text().splitlines()
+    argv = shlex.split(call)
+    keyring = str(tmp_path / "ubuntu-archive-keyring.gpg")
+    assert argv[:4] == [
+        "--variant=minbase",
+        "--arch=amd64",
+        "--components=main,universe",
+        f"--keyring={keyring}",
+    ]
+    # no mirror argument: not the host's Debian archive, debootstrap's Ubuntu default
+    assert argv[4:5] == ["jammy"] and len(argv) == 6
+    sources = (snap / "etc/apt/sources.list").read_text().splitlines()
+    mirror = "http://debootstrap-default.invalid/ubuntu"
+    assert sources == [
+        f"deb {mirror} jammy main universe",
+        f"deb {mirror} jammy-updates main universe",
+        f"deb {mirror} jammy-security main universe",
+    ]
+    env = env_of(snap)
+    assert env["DISTRO_NAME"] == "ubuntu" and env["DIB_RELEASE"] == "jammy"
+    apt = (snap / "var/log/apt-calls").read_text()
+    install = next(line for line in apt.splitlines() if " install " in line)
+    for pkg in ("linux-image-generic", "systemd-sysv", "initramfs-tools", "sudo"):
+        assert pkg in install.split()
+    assert "linux-image-amd64" not in install
+
+
+def test_ubuntu_release_and_mirror(tmp_path: Path, template: Path) -> None:
+    mirror = "http://ubuntu-mirror.example.invalid/ubuntu"
+    r, snap = build(
+        tmp_path,
+        template,
+        ["ubuntu"],
+        DIB_RELEASE="noble",
+        DIB_DISTRIBUTION_MIRROR=mirror,
+        DIB_UBUNTU_SECURITY_MIRROR="http://security.example.invalid/ubuntu",
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    argv = shlex.split((tmp_path / "debootstrap.log").read_text())
+    assert argv[-3] == "noble" and argv[-1] == mirror
+    sources = (snap / "etc/apt/sources.list").read_text().splitlines()
+    assert f"deb {mirror} noble main universe" in sources
+    assert "deb http://security.example.invalid/ubuntu noble-security main universe" in sources
+    install = (snap / "var/log/apt-calls").read_text()
+    assert "cloud-init" in install and "openssh-server" in install
+
+
+def test_missing_keyring_stops_before_debootstrap(tmp_path: Path, template: Path) -> None:
+    r, snap = build(
+        tmp_path, template, ["ubuntu-minimal"], DIB_UBUNTU_KEYRING=str(tmp_path / "none.gpg")
+    )
+    assert r.returncode != 0
+    assert "Ubuntu archive keyring" in r.stderr and "ubuntu-keyring" in r.stderr
+    assert not (tmp_path / "debootstrap.log").exists()
+    assert not snap.exists()
+
+
+def test_bootstrap_cache_is_reused(tmp_path: Path, template: Path) -> None:
+    r, _ = build(tmp_path, template, ["ubuntu-minimal"])
+    assert r.returncode == 0, r.stderr[-4000:]
+    r2, snap = build(tmp_path / "again", template, ["ubuntu-minimal"],
+                     DIB_IMAGE_CACHE=str(tmp_path / "cache"))  # fmt: skip
+    assert r2.returncode == 0, r2.stderr[-4000:]
+    # the keyring path differs between the two runs: it is part of the cache key
+    assert (tmp_path / "again/debootstrap.log").exists()
+    r3, _ = build(tmp_path / "third", template, ["ubuntu-minimal"],
+                  DIB_IMAGE_CACHE=str(tmp_path / "cache"),
+                  DIB_UBUNTU_KEYRING=str(tmp_path / "ubuntu-archive-keyring.gpg"))  # fmt: skip
+    assert r3.returncode == 0, r3.stderr[-4000:]
+    assert not (tmp_path / "third/debootstrap.log").exists()
+    assert "reusing cached bootstrap" in r3.stdout + r3.stderr
