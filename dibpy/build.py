@@ -29,7 +29,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dibpy import __version__, chroot, mounts, run
+from dibpy import __version__, chroot, mounts, run, treecache
 from dibpy import outputs as outputs_mod
 from dibpy.blockdev import BlockDevice, BlockDeviceParams, config_source, load_config
 from dibpy.cli.element_info import GET_IMAGE_ELEMENT_ARRAY_BODY
@@ -229,6 +229,10 @@ class Build:
         self.tree: HookTree | None = None
         #: the tree hooks work on now (for break=after-error)
         self.current_target: Path | None = None
+        #: set when the tree is built (not reused) and should be saved
+        self.tree_cache: treecache.TreeCache | None = None
+        self.tree_key = ""
+        self.cache_record: dict[str, object] = {}
 
     # -- environment -------------------------------------------------------------
     def hook_env(
@@ -285,12 +289,16 @@ class Build:
             env["DIB_DISTRIBUTION_MIRROR"] = cfg.mirror
         if cfg.ramdisk:
             env["IS_RAMDISK"] = "1"
+        if cfg.no_cache:
+            env["DIB_DEBOOTSTRAP_CACHE"] = "0"
         env.update(extra)
         if in_chroot:
             env["PATH"] = CHROOT_PATH
             env.update(chroot.chroot_env_additions())
         else:
-            env["PATH"] = _host_path(base.get("PATH", ""))
+            # elements written for diskimage-builder call their bin/ tools by name on the host
+            hooks_bin = str(self.build_dir / "hooks" / "bin")
+            env["PATH"] = _host_path(base.get("PATH", "")) + ":" + hooks_bin
         return env
 
     # -- phases --------------------------------------------------------------------
@@ -358,13 +366,75 @@ class Build:
             (self.build_dir / sub).mkdir()
 
     def _run(self) -> BuildResult:
-        cfg = self.cfg
         with self.timer.stage("prepare"):
             self._make_build_dir()
             self.tree = merge_hooks(self.plan.resolution.elements, self.build_dir / "hooks")
         built = self.build_dir / "built"
         LOG.info("elements: %s", " ".join(self.plan.resolution.names))
+        if not self._restore_cached_tree(built):
+            self._build_tree(built)
 
+        outputs: list[Path] = []
+        if self.plan.block_device_text is None:
+            if self.tree_cache is not None:
+                self.tree_cache.wait()
+            self.phase("cleanup.d", built, in_chroot=False)
+            manifest_dir = self._copy_manifests(built)
+        else:
+            manifest_dir, outputs = self._image(built)
+        LOG.info("%s", self.timer.table())
+        self._write_build_record(manifest_dir)
+        for o in outputs:
+            LOG.info("wrote %s", o)
+        return BuildResult(tuple(outputs), manifest_dir, tuple(self.timer.stages))
+
+    def _restore_cached_tree(self, built: Path) -> bool:
+        """Reuse a cached tree of an unchanged build; True if one was restored."""
+        cfg = self.cfg
+        if cfg.no_cache or not treecache.have_tools():
+            if cfg.no_cache:
+                LOG.info("tree cache: not used (--no-cache)")
+            return False
+        with self.timer.stage("tree cache key"):
+            settings = {
+                "arch": cfg.arch,
+                "packages": " ".join(cfg.packages),
+                "install_type": cfg.install_type,
+                "release": cfg.release or "",
+                "mirror": cfg.mirror or "",
+            }
+            self.tree_key = treecache.tree_key(
+                self.plan.resolution.elements, settings, cfg.environ, LIB_DIR
+            )
+            cache = treecache.TreeCache(cfg.image_cache, cfg.tree_cache_max_age)
+            hit = cache.lookup(self.tree_key)
+        if hit is None:
+            LOG.info("tree cache: no entry for %s; building the tree", self.tree_key[:12])
+            self.tree_cache = cache
+            # the saver reads the tree: it must finish before the build dir goes
+            self.stack.callback(cache.wait)
+            return False
+        with self.timer.stage("tree cache restore"):
+            LOG.info(
+                "tree cache: reusing cached tree %s, built %s ago (at most %s allowed; "
+                "--no-cache to rebuild); root.d to post-root.d skipped",
+                self.tree_key[:12],
+                treecache.human_age(hit.age),
+                treecache.human_age(cfg.tree_cache_max_age),
+            )
+            cache.restore(hit, built)
+        self.cache_record = {
+            "tree_key": self.tree_key,
+            "reused": True,
+            "age_seconds": round(hit.age),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hit.created)),
+        }
+        return True
+
+    def _build_tree(self, built: Path) -> None:
+        """root.d to post-root.d; then the tree is saved to the tree cache (in background)."""
+        cfg = self.cfg
+        assert self.tree is not None
         self.phase("root.d", built, in_chroot=False)
         if not any(built.iterdir()):
             raise DibpyError(
@@ -381,19 +451,12 @@ class Build:
                     self._install_packages(built)
                 self.phase(phase, built, in_chroot=True)
         self.phase("post-root.d", built, in_chroot=False)
-
-        outputs: list[Path] = []
-        manifest_dir: Path | None = None
-        if self.plan.block_device_text is None:
-            self.phase("cleanup.d", built, in_chroot=False)
-            manifest_dir = self._copy_manifests(built)
-        else:
-            manifest_dir, outputs = self._image(built)
-        LOG.info("%s", self.timer.table())
-        self._write_build_record(manifest_dir)
-        for o in outputs:
-            LOG.info("wrote %s", o)
-        return BuildResult(tuple(outputs), manifest_dir, tuple(self.timer.stages))
+        if self.tree_cache is not None:
+            self.tree_cache.save_in_background(
+                self.tree_key,
+                built,
+                {"elements": " ".join(self.plan.resolution.names), "arch": cfg.arch},
+            )
 
     def _install_packages(self, built: Path) -> None:
         with self.timer.stage("packages (-p)"):
@@ -441,6 +504,8 @@ class Build:
         with self.timer.stage("copy tree in"):
             run.run(["cp", "-a", "--", f"{built}/.", f"{mnt}/"])
             # the tree is in the image now; free the tmpfs for the outputs
+            if self.tree_cache is not None:
+                self.tree_cache.wait()
             _rmtree_logged(built)
             bd.write_fstab(mnt / "etc")
         with contextlib.ExitStack() as cstack:
@@ -486,6 +551,8 @@ class Build:
             "arch": self.cfg.arch,
             "types": list(self.cfg.image_types),
             "stages": [{"name": n, "seconds": round(t, 3)} for n, t in self.timer.stages],
+            "tree_cache": self.cache_record
+            or {"tree_key": self.tree_key, "reused": False, "enabled": not self.cfg.no_cache},
         }
         (manifest_dir / "dibpy-build.json").write_text(json.dumps(record, indent=2) + "\n")
 

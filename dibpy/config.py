@@ -121,6 +121,15 @@ def parse_fs_type(value: str) -> str:
     return value
 
 
+def _parse_age(value: str) -> int:
+    from dibpy.treecache import parse_age
+
+    try:
+        return parse_age(value)
+    except ConfigError as e:
+        raise ValueError(f"{value!r} is not an age ({e.hint})") from None
+
+
 @dataclass(frozen=True)
 class Setting:
     """One build setting: where it comes from and how it is parsed."""
@@ -292,6 +301,22 @@ SETTINGS: tuple[Setting, ...] = (
         "TYPE",
     ),
     Setting(
+        "no_cache",
+        ("--no-cache",),
+        "DIB_NO_CACHE",
+        parse_bool,
+        False,
+        "build from scratch: do not reuse a cached tree or bootstrap",
+        kind="flag",
+    ),
+    Setting(
+        "tree_cache_max_age",
+        (),
+        "DIB_TREE_CACHE_MAX_AGE",
+        _parse_age,
+        24 * 3600,
+    ),
+    Setting(
         "docker_target",
         ("--docker-target",),
         "DIB_DOCKER_TARGET",
@@ -357,6 +382,8 @@ class BuildConfig:
     root_label: str | None = None
     ramdisk_element: str = "ramdisk"
     install_type: str = "source"
+    no_cache: bool = False
+    tree_cache_max_age: int = 24 * 3600
     docker_target: str | None = None
     logfile: Path | None = None
     offline: bool = False

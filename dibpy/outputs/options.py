@@ -130,11 +130,11 @@ def resolve(output: str, qemu_img_options: str, environ: Mapping[str, str]) -> d
         if target not in (None, output) or key not in table:
             continue
         opts[key] = value
-    if output == "qcow2" and "compression_type" not in opts:
-        # zstd: about 10x faster than zlib (which qemu-img runs on one core) and smaller;
-        # it needs a reader from QEMU 5.1 on, so compat=0.10 (for older ones) keeps zlib
-        if opts.get("compat", "1.1") not in ("0.10", "v2"):
-            opts["compression_type"] = DEFAULT_QCOW2_COMPRESSION
+    # zstd: about 10x faster than zlib (which qemu-img runs on one core) and smaller;
+    # it needs a reader from QEMU 5.1 on, so compat=0.10 (for older ones) keeps zlib
+    old_compat = opts.get("compat", "1.1") in ("0.10", "v2")
+    if output == "qcow2" and "compression_type" not in opts and not old_compat:
+        opts["compression_type"] = DEFAULT_QCOW2_COMPRESSION
     problems = [p for k, v in opts.items() if k in table and (p := table[k].check(v))]
     if problems:
         raise ConfigError(

@@ -151,3 +151,20 @@ def test_rebuild_reuses_the_bootstrap_cache(devuser_image: Built, tmp_path: Path
         again.log[-3000:]
     )
     assert (tmp_path / "again.raw").is_file()
+
+
+def test_unchanged_rebuild_reuses_the_tree(devuser_image: Built, tmp_path: Path) -> None:
+    again = run_build(
+        tmp_path / "warm",
+        ["debian-minimal", "vm", "devuser"],
+        devuser_image.cache,
+        DIB_DEV_USER_USERNAME=DEV_USER,
+        DIB_DEV_USER_PASSWORD=DEV_PASSWORD,
+        DIB_DEV_USER_PWDLESS_SUDO="yes",
+    )
+    assert "tree cache: reusing cached tree" in again.log, again.log[-3000:]
+    record = json.loads((tmp_path / "warm.d" / "dibpy-build.json").read_text())
+    assert record["tree_cache"]["reused"] is True
+    subprocess.run(["qemu-img", "check", str(again.image)], check=True)
+    assert DEV_PASSWORD not in again.log
+    print(f"cold build {devuser_image.seconds:.0f} s, warm rebuild {again.seconds:.0f} s")
