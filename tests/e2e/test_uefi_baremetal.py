@@ -1,0 +1,82 @@
+"""One hybrid image (block-device-efi + baremetal), booted three ways.
+
+``debian-minimal vm block-device-efi baremetal devuser`` gives a GPT disk with an ESP
+(written with mtools, no vfat driver on the host), a BIOS boot partition and root;
+GRUB for BIOS on the disk and GRUB for UEFI in the ESP; and, from ``baremetal``,
+``NAME.vmlinuz`` and ``NAME.initrd`` beside the image.  The same file boots under
+SeaBIOS and under OVMF, and its kernel and initrd boot it with QEMU's -kernel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dibpy.boottest import BootTest
+from tests.e2e.boot_helpers import LOGIN, Outputs, build
+
+ELEMENTS = ["debian-minimal", "vm", "block-device-efi", "baremetal", "devuser"]
+
+
+@pytest.fixture(scope="module")
+def hybrid(tmp_path_factory: pytest.TempPathFactory, image_cache: Path) -> Outputs:
+    out = tmp_path_factory.mktemp("uefi") / "hybrid"
+    return build("disk-image-create", out, ELEMENTS, image_cache)
+
+
+def test_outputs_beside_the_image(hybrid: Outputs) -> None:
+    assert hybrid.file(".qcow2").is_file()
+    assert "baremetal: wrote" in hybrid.log
+    kernel, initrd = hybrid.file(".vmlinuz"), hybrid.file(".initrd")
+    # a bzImage and a compressed cpio, not an empty or wrong file
+    assert kernel.read_bytes()[0x202:0x206] == b"HdrS", kernel
+    assert initrd.stat().st_size > 1024 * 1024, initrd
+
+
+def test_boots_under_seabios(hybrid: Outputs) -> None:
+    res = BootTest(
+        image=hybrid.file(".qcow2"),
+        uefi=False,
+        login=LOGIN,
+        command="test ! -d /sys/firmware/efi && echo FIRMWARE=bios; findmnt -n -o FSTYPE /boot/efi",
+        timeout=600,
+        console_log=hybrid.file(".bios.console.log"),
+    ).run()
+    assert res.command_output is not None
+    assert "FIRMWARE=bios" in res.command_output, res.command_output
+    assert "vfat" in res.command_output, res.command_output
+
+
+def test_boots_under_ovmf(hybrid: Outputs) -> None:
+    res = BootTest(
+        image=hybrid.file(".qcow2"),
+        uefi=True,
+        login=LOGIN,
+        command="test -d /sys/firmware/efi && echo FIRMWARE=uefi; "
+        "ls /boot/efi/EFI/BOOT/; findmnt -n -o FSTYPE /boot/efi",
+        timeout=600,
+        console_log=hybrid.file(".uefi.console.log"),
+    ).run()
+    assert res.command_output is not None
+    assert "FIRMWARE=uefi" in res.command_output, res.command_output
+    assert "BOOTX64.EFI" in res.command_output, res.command_output
+    assert "vfat" in res.command_output, res.command_output
+
+
+def test_baremetal_kernel_and_initrd_boot_the_disk(hybrid: Outputs) -> None:
+    res = BootTest(
+        image=hybrid.file(".qcow2"),
+        kernel=hybrid.file(".vmlinuz"),
+        initrd=hybrid.file(".initrd"),
+        append="root=LABEL=cloudimg-rootfs console=ttyS0",
+        login=LOGIN,
+        command="cat /proc/cmdline; findmnt -n -o SOURCE,FSTYPE /",
+        timeout=600,
+        console_log=hybrid.file(".kernel.console.log"),
+    ).run()
+    out = res.command_output
+    assert out is not None
+    # the kernel line is ours (not GRUB's), and the disk's root is mounted
+    assert out.splitlines()[0].strip() == "root=LABEL=cloudimg-rootfs console=ttyS0", out
+    assert "/dev/vda3 ext4" in out, out
