@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from dibpy.mounts import processes_using
 from tests.conftest import REPO, chroot_works, our_mounts
 
 FIXTURES = REPO / "tests" / "fixtures" / "pipeline-elements"
@@ -121,8 +122,7 @@ def test_failing_hook_is_named_and_leaves_nothing(tmp_path: Path, no_leaks: None
     assert "about to fail on purpose" in r.stderr
     assert _build_dirs(tmp_path) == []
     # the background process the hook started in the chroot was stopped
-    ps = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True)
-    assert ps.stdout.strip() == "", "a process started in the chroot outlived the build"
+    assert processes_using(tmp_path) == [], "a process started in the chroot outlived the build"
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("img.*"))
 
 
@@ -150,7 +150,7 @@ def test_sigterm_mid_build_leaves_nothing(tmp_path: Path, no_leaks: None) -> Non
         if "started-slow" in line:
             break
     assert "started-slow" in seen, seen
-    mounted = [m for m in our_mounts() if "dib_build" in m]
+    mounted = [m for m in our_mounts() if m.startswith(str(tmp_path))]
     assert mounted, "expected the build's mounts while it runs"
     proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=60)
@@ -158,8 +158,7 @@ def test_sigterm_mid_build_leaves_nothing(tmp_path: Path, no_leaks: None) -> Non
     assert "Traceback" not in rest
     assert "interrupted" in rest.lower() or "signal" in rest.lower(), rest
     assert _build_dirs(tmp_path) == []
-    ps = subprocess.run(["pgrep", "-f", "sleep 120"], capture_output=True, text=True)
-    assert ps.stdout.strip() == ""
+    assert processes_using(tmp_path) == [], "a process of the build outlived it"
 
 
 def test_image_build_writes_checked_outputs(tmp_path: Path, no_leaks: None) -> None:
