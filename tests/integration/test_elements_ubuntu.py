@@ -53,7 +53,16 @@ def _need_chroot() -> None:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ubuntu-template")
-    for d in ("usr/bin", "usr/sbin", "usr/lib", "usr/local/bin", "etc/apt", "tmp", "var/log"):
+    for d in (
+        "usr/bin",
+        "usr/sbin",
+        "usr/lib",
+        "usr/local/bin",
+        "etc/apt",
+        "tmp",
+        "var/log",
+        "var/lib",
+    ):
         (root / d).mkdir(parents=True, exist_ok=True)
     (root / "tmp").chmod(0o1777)
     for link, to in (("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib")):
@@ -67,11 +76,16 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write(root / "etc/group", "root:x:0:\n")
     write(root / "etc/os-release", 'NAME="Ubuntu"\nID=ubuntu\n')
     write(root / "usr/bin/apt-get", STUB_APT, 0o755)
+    write(
+        root / "usr/bin/dpkg-divert",
+        '#!/bin/bash\necho "dpkg-divert $*" >> /var/log/apt-calls\n',
+        0o755,
+    )
     return root
 
 
 def build(
-    tmp_path: Path, template: Path, elements: list[str], **env: str
+    tmp_path: Path, template: Path, elements: list[str], no_cache: bool = True, **env: str
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     fake_bin = tmp_path / "fake-bin"
     write(fake_bin / "debootstrap", FAKE_DEBOOTSTRAP, 0o755)
@@ -99,7 +113,17 @@ def build(
     )
     full.update(env)
     r = subprocess.run(
-        [*DIC, "-n", "-o", str(tmp_path / "out/img"), *elements, "no-final-image", "snap"],
+        # --no-cache (no tree cache, no bootstrap cache): every hook runs every time
+        [
+            *DIC,
+            "-n",
+            *(["--no-cache"] if no_cache else []),
+            "-o",
+            str(tmp_path / "out/img"),
+            *elements,
+            "no-final-image",
+            "snap",
+        ],  # fmt: skip
         env=full,
         capture_output=True,
         text=True,
@@ -174,16 +198,22 @@ def test_missing_keyring_stops_before_debootstrap(tmp_path: Path, template: Path
 
 
 def test_bootstrap_cache_is_reused(tmp_path: Path, template: Path) -> None:
-    r, _ = build(tmp_path, template, ["ubuntu-minimal"])
-    assert r.returncode == 0, r.stderr[-4000:]
-    r2, snap = build(tmp_path / "again", template, ["ubuntu-minimal"],
-                     DIB_IMAGE_CACHE=str(tmp_path / "cache"))  # fmt: skip
-    assert r2.returncode == 0, r2.stderr[-4000:]
-    # the keyring path differs between the two runs: it is part of the cache key
-    assert (tmp_path / "again/debootstrap.log").exists()
-    r3, _ = build(tmp_path / "third", template, ["ubuntu-minimal"],
-                  DIB_IMAGE_CACHE=str(tmp_path / "cache"),
-                  DIB_UBUNTU_KEYRING=str(tmp_path / "ubuntu-archive-keyring.gpg"))  # fmt: skip
-    assert r3.returncode == 0, r3.stderr[-4000:]
-    assert not (tmp_path / "third/debootstrap.log").exists()
-    assert "reusing cached bootstrap" in r3.stdout + r3.stderr
+    cache = str(tmp_path / "cache")
+    keyring = str(tmp_path / "shared-keyring.gpg")
+    Path(keyring).write_bytes(b"not really a keyring, debootstrap is fake")
+
+    def again(name: str, **env: str) -> subprocess.CompletedProcess[str]:
+        # a DIB_ variable of its own per build: the tree cache never hits, root.d runs
+        env = {"DIB_IMAGE_CACHE": cache, "DIB_TEST_BUILD": name, **env}
+        r, _ = build(tmp_path / name, template, ["ubuntu-minimal"], no_cache=False, **env)
+        assert r.returncode == 0, r.stderr[-4000:]
+        return r
+
+    again("first", DIB_UBUNTU_KEYRING=keyring)
+    assert (tmp_path / "first/debootstrap.log").exists()
+    # another keyring is another bootstrap (the keyring is part of the cache key)
+    again("other-keyring")
+    assert (tmp_path / "other-keyring/debootstrap.log").exists()
+    r = again("same", DIB_UBUNTU_KEYRING=keyring)
+    assert not (tmp_path / "same/debootstrap.log").exists()
+    assert "reusing cached bootstrap" in r.stdout + r.stderr
