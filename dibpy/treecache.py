@@ -10,7 +10,8 @@ through post-root.d.  The key covers:
 * dibpy's version and its shell library ($_LIB);
 * the build settings hooks can see: architecture, -p packages, install type, and every
   ``DIB_*`` variable except those that cannot change the tree (cache locations, tracing,
-  output-format settings); variable values are hashed, never stored.
+  output-format settings); variable values are hashed, never stored; a variable that
+  names a file (``DIB_LOCAL_IMAGE``) also brings in the file's size and modification time.
 
 Reuse is bounded and visible: it is logged with the entry's age, recorded in the build
 record, refused past ``DIB_TREE_CACHE_MAX_AGE`` (default 24h; ``0`` disables reuse), and
@@ -120,6 +121,12 @@ def tree_key(
     for k, v in sorted(environ.items()):
         if k.startswith("DIB_") and not _IGNORED_VARS.match(k):
             h.update(f"env {k}={v}\n".encode())
+            # a variable naming a file (DIB_LOCAL_IMAGE, ...): a new file at the same path
+            # is a new input; its size and modification time stand for its content
+            with contextlib.suppress(OSError, ValueError):
+                if v.startswith("/") and os.path.isfile(v):
+                    st = os.stat(v)
+                    h.update(f"file {k} {st.st_size} {st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 

@@ -103,3 +103,17 @@ def test_bad_max_age_is_a_clear_error(tmp_path: Path, elements: Path) -> None:
     assert (
         r.returncode != 0 and "DIB_TREE_CACHE_MAX_AGE" in r.stderr and "Traceback" not in r.stderr
     )
+
+
+def test_a_new_file_behind_a_variable_is_a_new_input(
+    tmp_path: Path, elements: Path, no_leaks: None
+) -> None:
+    import os
+
+    local = tmp_path / "local-image.qcow2"
+    local.write_bytes(b"first")
+    assert build(tmp_path, elements, "a", DIB_LOCAL_IMAGE=str(local))["reused"] is False
+    assert build(tmp_path, elements, "b", DIB_LOCAL_IMAGE=str(local))["reused"] is True
+    local.write_bytes(b"second, longer")
+    os.utime(local, ns=(1, 1))
+    assert build(tmp_path, elements, "c", DIB_LOCAL_IMAGE=str(local))["reused"] is False
