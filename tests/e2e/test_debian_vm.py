@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.conftest import loops_under, mounts_under
 from tests.e2e.conftest import DEV_PASSWORD, DEV_USER, Built, run_build
+from tests.integration.blockdev.helpers import partition_device, table
 
 
 @contextlib.contextmanager
@@ -17,39 +18,18 @@ def mounted_root(image: Path, workdir: Path) -> Iterator[Path]:
     """Mount the image's root partition read-only from outside (no partition scanning)."""
     raw = workdir / "inspect.raw"
     subprocess.run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], check=True)
-    table = json.loads(
-        subprocess.run(
-            ["sfdisk", "--json", str(raw)], capture_output=True, text=True, check=True
-        ).stdout
-    )["partitiontable"]
-    part = max(table["partitions"], key=lambda p: p["size"])
-    offset = part["start"] * table.get("sectorsize", 512)
-    dev = subprocess.run(
-        [
-            "losetup",
-            "--show",
-            "-f",
-            "-r",
-            "-o",
-            str(offset),
-            "--sizelimit",
-            str(part["size"] * table.get("sectorsize", 512)),
-            str(raw),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    t = table(raw)
+    part = max(t["partitions"], key=lambda p: p["size"])
     mnt = workdir / "mnt"
     mnt.mkdir()
     try:
-        subprocess.run(["mount", "-o", "ro", dev, str(mnt)], check=True)
-        try:
-            yield mnt
-        finally:
-            subprocess.run(["umount", str(mnt)], check=True)
+        with partition_device(raw, part, t.get("sectorsize", 512)) as dev:
+            subprocess.run(["mount", "-o", "ro", dev, str(mnt)], check=True)
+            try:
+                yield mnt
+            finally:
+                subprocess.run(["umount", str(mnt)], check=True)
     finally:
-        subprocess.run(["losetup", "-d", dev], check=True)
         raw.unlink()
 
 
