@@ -21,6 +21,8 @@ from tests.conftest import REPO, loop_devices_work
 DIC = [sys.executable, str(REPO / "bin" / "disk-image-create")]
 DEV_USER = "e2euser"
 DEV_PASSWORD = "e2e-Secret-pw-4711"
+#: every output format a hypervisor boots: all written by the one e2e build, all booted
+BOOTABLE_TYPES = "qcow2,raw,vhd,vhdx,vmdk"
 
 
 @functools.cache
@@ -102,6 +104,8 @@ def devuser_image(tmp_path_factory: pytest.TempPathFactory, image_cache: Path) -
         out,
         ["debian-minimal", "vm", "devuser"],
         image_cache,
+        "-t",
+        BOOTABLE_TYPES,
         DIB_DEV_USER_USERNAME=DEV_USER,
         DIB_DEV_USER_PASSWORD=DEV_PASSWORD,
         DIB_DEV_USER_PWDLESS_SUDO="yes",
