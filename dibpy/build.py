@@ -314,6 +314,7 @@ class Build:
                 phase,
                 self.hook_env(target, in_chroot=in_chroot, extra=extra),
                 chroot=target if in_chroot else None,
+                before_each=(lambda: chroot.refresh_resolv_conf(target)) if in_chroot else None,
             )
         self._break("after-" + phase.removesuffix(".d"), target)
 
@@ -461,6 +462,7 @@ class Build:
     def _install_packages(self, built: Path) -> None:
         with self.timer.stage("packages (-p)"):
             LOG.info("installing -p packages: %s", " ".join(self.cfg.packages))
+            chroot.refresh_resolv_conf(built)
             env = self.hook_env(built, in_chroot=True)
             try:
                 run.run(

@@ -59,26 +59,52 @@ def chroot_env_additions() -> dict[str, str]:
     return dict.fromkeys(CA_ENV_VARS, CA_BUNDLE_IN_TARGET)
 
 
+_HOST_RESOLV = Path("/etc/resolv.conf")
+_ORIG = "resolv.conf.ORIG"
+
+
 @contextlib.contextmanager
 def _resolv_conf(root: Path) -> Iterator[None]:
+    """The host's resolv.conf in the target; the image's own back in place on exit."""
     etc = root / "etc"
     if not etc.is_dir():
         yield
         return
     rc = etc / "resolv.conf"
-    orig = etc / "resolv.conf.ORIG"
-    had = rc.exists() or rc.is_symlink()
-    if had:
+    orig = etc / _ORIG
+    if rc.exists() or rc.is_symlink():
         os.replace(rc, orig)
     try:
-        if Path("/etc/resolv.conf").exists():
-            shutil.copyfile("/etc/resolv.conf", rc)
+        if _HOST_RESOLV.exists():
+            shutil.copyfile(_HOST_RESOLV, rc)
         yield
     finally:
         if rc.exists() or rc.is_symlink():
             rc.unlink()
-        if had and (orig.exists() or orig.is_symlink()):
+        if orig.exists() or orig.is_symlink():
             os.replace(orig, rc)
+
+
+def refresh_resolv_conf(root: Path) -> None:
+    """Put the host's resolv.conf back if a package replaced it during the build.
+
+    Installing systemd-resolved, for one, points /etc/resolv.conf at a stub resolver that
+    does not run in a chroot, and every later hook would be without DNS.  The package's
+    version is what the image should have, so it becomes the one restored at the end.
+    """
+    rc = root / "etc" / "resolv.conf"
+    if not _HOST_RESOLV.exists() or not (root / "etc").is_dir():
+        return
+    host = _HOST_RESOLV.read_bytes()
+    if rc.is_file() and not rc.is_symlink() and rc.read_bytes() == host:
+        return
+    if rc.exists() or rc.is_symlink():
+        LOG.info(
+            "a package replaced /etc/resolv.conf: keeping it for the image, "
+            "the host's for the rest of the build"
+        )
+        os.replace(rc, root / "etc" / _ORIG)
+    shutil.copyfile(_HOST_RESOLV, rc)
 
 
 @contextlib.contextmanager

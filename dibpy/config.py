@@ -121,6 +121,10 @@ def parse_fs_type(value: str) -> str:
     return value
 
 
+def _user_path(value: str) -> Path:
+    return Path(value).expanduser().absolute()
+
+
 def _parse_age(value: str) -> int:
     from dibpy.treecache import parse_age
 
@@ -214,7 +218,7 @@ SETTINGS: tuple[Setting, ...] = (
         "image_cache",
         ("--image-cache",),
         "DIB_IMAGE_CACHE",
-        Path,
+        _user_path,
         Path("~/.cache/image-create").expanduser(),
         "cache directory",
         "DIR",
@@ -372,7 +376,7 @@ class BuildConfig:
     checksum: bool = False
     image_size: int | None = None
     image_extra_size: int | None = None
-    image_cache: Path = Path("~/.cache/image-create")
+    image_cache: Path = Path("~/.cache/image-create").expanduser()
     max_online_resize: int | None = None
     min_tmpfs: int = 2
     no_tmpfs: bool = False

@@ -20,7 +20,7 @@ import shutil
 import stat
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,6 +241,7 @@ def run_hooks(
     host_root: Path | None = None,
     in_chroot_root: str = IN_TARGET_HOOKS,
     args: Sequence[str] = (),
+    before_each: Callable[[], None] | None = None,
 ) -> PhaseTiming:
     """Run ``hooks`` in order, each after sourcing ``env_files``.
 
@@ -278,6 +279,8 @@ def run_hooks(
 
         owner = f" ({hook.element})" if hook.element else ""
         LOG.info("running %s%s", label, owner)
+        if before_each is not None:
+            before_each()
         start = time.monotonic()
         try:
             run.run(
@@ -307,6 +310,7 @@ def run_phase(
     *,
     chroot: Path | None = None,
     args: Sequence[str] = (),
+    before_each: Callable[[], None] | None = None,
 ) -> PhaseTiming:
     """Run one phase of a merged hook tree, warning about files that will not run."""
     scan = tree.scan(phase)
@@ -319,6 +323,7 @@ def run_phase(
         chroot=chroot,
         host_root=tree.root,
         args=args,
+        before_each=before_each,
     )
 
 

@@ -293,3 +293,21 @@ def test_one_build_writes_every_format(tmp_path: Path, no_leaks: None) -> None:
         ["tar", "-tf", str(out.with_name("all.tar"))], capture_output=True, text=True, check=True
     ).stdout
     assert "usr/bin/bash" in listing
+
+
+def test_dns_survives_a_package_replacing_resolv_conf(tmp_path: Path, no_leaks: None) -> None:
+    r = subprocess.run(
+        [*DIC, "-n", "-o", str(tmp_path / "img"), "tiny-os", "replaces-resolv", "no-final-image"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    probe = tmp_path / "probe"
+    # the later hook still had the host's resolver
+    assert (probe / "resolv-seen-after-replace").read_text() == Path("/etc/resolv.conf").read_text()
+    # and the image keeps what the "package" put there
+    assert (
+        probe / "final-resolv-link"
+    ).read_text().strip() == "../run/systemd/resolve/stub-resolv.conf"

@@ -110,3 +110,9 @@ def test_cli_bad_input_is_one_clear_error(tmp_path: Path, args: list[str], needl
     assert r.stderr.startswith("disk-image-create: error:"), r.stderr
     # nothing was started: no build directory, no output
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_image_cache_default_and_tilde_are_expanded() -> None:
+    assert "~" not in str(cfg().image_cache)
+    assert cfg().image_cache.is_absolute()
+    assert "~" not in str(cfg(env={"DIB_IMAGE_CACHE": "~/x"}).image_cache)
