@@ -212,10 +212,23 @@ def which(name: str) -> str | None:
 
 
 def install_signal_handlers() -> None:
-    """Turn SIGTERM (and SIGHUP) into an Interrupted exception so ExitStacks unwind."""
+    """Turn SIGTERM, SIGHUP and SIGINT into an Interrupted exception so ExitStacks unwind.
+
+    Only the first signal interrupts: a second one (a repeated Ctrl-C, a supervisor
+    sending SIGTERM again) while the build cleans up is logged and ignored, because
+    interrupting the cleanup is what would leave mounts and loop devices behind.
+    """
+
+    def _cleaning(signum: int, _frame: object) -> None:
+        LOG.warning(
+            "%s received while cleaning up: finishing the cleanup first",
+            signal.Signals(signum).name,
+        )
 
     def _handler(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, _cleaning)
         raise Interrupted(f"interrupted by signal {signal.Signals(signum).name}")
 
-    signal.signal(signal.SIGTERM, _handler)
-    signal.signal(signal.SIGHUP, _handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, _handler)

@@ -43,6 +43,19 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def dic(
+    tmp_path: Path, out: Path, *args: str, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """disk-image-create -n -o OUT ARGS... with the fixture elements, captured."""
+    return subprocess.run(
+        [*DIC, "-n", "-o", str(out), *args],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def _read(p: Path) -> dict[str, str]:
     out = {}
     for line in p.read_text().splitlines():
@@ -57,25 +70,7 @@ def _build_dirs(tmp_path: Path) -> list[str]:
 
 def test_hooks_see_dib_environment_and_a_prepared_chroot(tmp_path: Path, no_leaks: None) -> None:
     out = tmp_path / "out" / "img"
-    r = subprocess.run(
-        [
-            *DIC,
-            "-n",
-            "-o",
-            str(out),
-            "tiny-os",
-            "probe",
-            "no-final-image",
-            "-p",
-            "foo,bar",
-            "-p",
-            "baz",
-        ],
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = dic(tmp_path, out, "tiny-os", "probe", "no-final-image", "-p", "foo,bar", "-p", "baz")
     assert r.returncode == 0, r.stderr
     probe = tmp_path / "probe"
     for phase in ("pre-install.d", "install.d"):
@@ -106,13 +101,7 @@ def test_hooks_see_dib_environment_and_a_prepared_chroot(tmp_path: Path, no_leak
 
 def test_failing_hook_is_named_and_leaves_nothing(tmp_path: Path, no_leaks: None) -> None:
     out = tmp_path / "out" / "img"
-    r = subprocess.run(
-        [*DIC, "-n", "-o", str(out), "tiny-os", "failing", "no-final-image"],
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = dic(tmp_path, out, "tiny-os", "failing", "no-final-image")
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
     err = r.stderr.splitlines()
@@ -163,24 +152,7 @@ def test_sigterm_mid_build_leaves_nothing(tmp_path: Path, no_leaks: None) -> Non
 
 def test_image_build_writes_checked_outputs(tmp_path: Path, no_leaks: None) -> None:
     out = tmp_path / "out" / "tiny"
-    r = subprocess.run(
-        [
-            *DIC,
-            "-n",
-            "-o",
-            str(out),
-            "-t",
-            "raw,qcow2",
-            "--checksum",
-            "tiny-os",
-            "probe",
-            "block-device-mbr",
-        ],
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = dic(tmp_path, out, "-t", "raw,qcow2", "--checksum", "tiny-os", "probe", "block-device-mbr")
     assert r.returncode == 0, r.stderr[-3000:]
     raw, qcow2 = out.with_name("tiny.raw"), out.with_name("tiny.qcow2")
     # one bootable partition, as block-device-mbr says
@@ -229,13 +201,7 @@ def test_image_build_writes_checked_outputs(tmp_path: Path, no_leaks: None) -> N
 
 def test_failure_with_the_image_mounted_leaves_nothing(tmp_path: Path, no_leaks: None) -> None:
     out = tmp_path / "out" / "tiny"
-    r = subprocess.run(
-        [*DIC, "-n", "-o", str(out), "tiny-os", "block-device-mbr", "failing-finalise"],
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = dic(tmp_path, out, "tiny-os", "block-device-mbr", "failing-finalise")
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
     assert "finalise.d/60-fail-in-finalise" in r.stderr and "element failing-finalise" in r.stderr
@@ -251,13 +217,7 @@ def test_one_build_writes_every_format(tmp_path: Path, no_leaks: None) -> None:
     import json
 
     out = tmp_path / "out" / "all"
-    r = subprocess.run(
-        [*DIC, "-n", "-o", str(out), "-t", ALL_TYPES, "tiny-os", "block-device-mbr"],
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    r = dic(tmp_path, out, "-t", ALL_TYPES, "tiny-os", "block-device-mbr", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     names = {p.name for p in out.parent.iterdir()}
     for ext in (
@@ -296,13 +256,7 @@ def test_one_build_writes_every_format(tmp_path: Path, no_leaks: None) -> None:
 
 
 def test_dns_survives_a_package_replacing_resolv_conf(tmp_path: Path, no_leaks: None) -> None:
-    r = subprocess.run(
-        [*DIC, "-n", "-o", str(tmp_path / "img"), "tiny-os", "replaces-resolv", "no-final-image"],
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = dic(tmp_path, tmp_path / "img", "tiny-os", "replaces-resolv", "no-final-image")
     assert r.returncode == 0, r.stderr[-3000:]
     probe = tmp_path / "probe"
     # the later hook still had the host's resolver
