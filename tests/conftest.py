@@ -88,6 +88,13 @@ def mounts_under(root: Path) -> set[str]:
         return {line.split()[1] for line in f if line.split()[1].startswith(str(root))}
 
 
+def write(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write a test file, making its directory, with its mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
 @pytest.fixture
 def no_leaks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Fail the test if it leaves a loop device or a mount behind.

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, chroot_works
+from tests.conftest import REPO, chroot_works, write
 
 DIC = [sys.executable, str(REPO / "bin" / "disk-image-create")]
 MIB = 1024 * 1024
@@ -82,12 +82,6 @@ STUB_RPM = """#!/bin/bash
 echo "rpm $*" >> /var/log/pm-calls
 exit 1  # nothing is installed
 """
-
-
-def write(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(mode)
 
 
 def copy_with_libs(root: Path, binary: str) -> None:

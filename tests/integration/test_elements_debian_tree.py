@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, chroot_works
+from tests.conftest import REPO, chroot_works, write
 
 SECRET = "Zq-not-in-any-log-7731"
 HOST_SOURCES = REPO / "elements" / "debootstrap" / "debootstrap-tools" / "host_apt_sources.py"
@@ -35,12 +35,6 @@ def archive_reachable() -> str | None:
         text=True,
     )
     return None if r.returncode == 0 else f"the Debian archive is not reachable: {r.stderr}"
-
-
-def write(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(mode)
 
 
 def make_test_elements(tmp_path: Path) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, chroot_works
+from tests.conftest import REPO, chroot_works, write
 
 DIC = [sys.executable, str(REPO / "bin" / "disk-image-create")]
 FIXTURES = REPO / "tests" / "fixtures" / "pipeline-elements"
@@ -22,12 +22,6 @@ GIT_ENV = {
     "GIT_COMMITTER_NAME": "t",
     "GIT_COMMITTER_EMAIL": "t@t",
 }
-
-
-def write(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(mode)
 
 
 def git(repo: Path, *args: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, chroot_works
+from tests.conftest import REPO, chroot_works, write
 from tests.integration.test_elements_debian_tree import archive_reachable
 
 DIC = [sys.executable, str(REPO / "bin" / "disk-image-create")]
@@ -40,12 +40,6 @@ def pypi_reachable() -> str | None:
     return (
         None if r.returncode == 0 else f"the Python package index is unreachable: {r.stderr[-300:]}"
     )
-
-
-def write(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(mode)
 
 
 def make_test_elements(root: Path) -> Path:
