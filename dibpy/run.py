@@ -211,6 +211,9 @@ def which(name: str) -> str | None:
     )
 
 
+_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
 def install_signal_handlers() -> None:
     """Turn SIGTERM, SIGHUP and SIGINT into an Interrupted exception so ExitStacks unwind.
 
@@ -226,9 +229,22 @@ def install_signal_handlers() -> None:
         )
 
     def _handler(signum: int, _frame: object) -> None:
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        for sig in _SIGNALS:
             signal.signal(sig, _cleaning)
         raise Interrupted(f"interrupted by signal {signal.Signals(signum).name}")
 
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    for sig in _SIGNALS:
         signal.signal(sig, _handler)
+
+
+@contextlib.contextmanager
+def signal_handlers() -> Iterator[None]:
+    """install_signal_handlers() for the duration of a command; the caller's handlers
+    (Python's KeyboardInterrupt for SIGINT, a test runner's) come back afterwards."""
+    previous = {sig: signal.getsignal(sig) for sig in _SIGNALS}
+    install_signal_handlers()
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -128,8 +128,11 @@ def _main(argv: Sequence[str]) -> int:
         raise ConfigError(
             "no params file", hint="pass --params FILE or set DIB_BLOCK_DEVICE_PARAMS_YAML"
         )
-    run.install_signal_handlers()
-    s = Session(Path(params))
+    with run.signal_handlers():
+        return _command(Session(Path(params)), args)
+
+
+def _command(s: Session, args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "getval":
         if not args.symbol:

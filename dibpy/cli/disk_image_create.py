@@ -60,8 +60,8 @@ def _main(argv: Sequence[str], prog: str, ramdisk: bool) -> int:
     from dibpy import run
     from dibpy.build import build
 
-    run.install_signal_handlers()
-    result = build(cfg)
+    with run.signal_handlers():
+        result = build(cfg)
     for out in result.outputs:
         print(out)
     if cfg.boot_test:

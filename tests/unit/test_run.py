@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dibpy import run
-from dibpy.errors import CommandError, ConfigError
+from dibpy.errors import CommandError, ConfigError, Interrupted
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -231,3 +231,14 @@ def test_a_second_signal_does_not_interrupt_the_cleanup(tmp_path: Path) -> None:
     assert r.returncode == 7, r.stderr
     assert marker.exists(), "the second signal interrupted the cleanup"
     assert "while cleaning up" in r.stderr
+
+
+def test_signal_handlers_are_restored_after_the_command() -> None:
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    with run.signal_handlers():
+        assert signal.getsignal(signal.SIGINT) is not before[signal.SIGINT]
+        with pytest.raises(Interrupted):
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(5)
+    # a library caller (or pytest) gets its own handlers back: Ctrl-C is a KeyboardInterrupt
+    assert {s: signal.getsignal(s) for s in before} == before
