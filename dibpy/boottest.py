@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -116,6 +117,19 @@ class BootResult:
     accel_reason: str = ""
     console_log: Path | None = None
     argv: list[str] = field(default_factory=list)
+    #: (seconds since QEMU started, line) for every console line, as it arrived
+    timeline: list[tuple[float, str]] = field(default_factory=list)
+
+    def milestones(self) -> dict[str, float]:
+        """When the boot reached each stage: the kernel's first line, the init system's
+        first line, the login prompt (what a boot-time breakdown is made of)."""
+        marks: dict[str, float] = {}
+        for seconds, line in self.timeline:
+            for name, pat in MILESTONES:
+                if name not in marks and pat.search(line):
+                    marks[name] = seconds
+        marks["login prompt"] = self.seconds_to_prompt
+        return marks
 
 
 # -- acceleration ---------------------------------------------------------------------
@@ -268,6 +282,12 @@ def kill_process_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> Non
     proc.wait()
 
 
+MILESTONES = [
+    ("kernel", re.compile(r"Linux version \d")),
+    ("init", re.compile(r"Welcome to |systemd\[1\]: |Run /init|Run /sbin/init")),
+]
+
+
 class _Session:
     """One running QEMU: reads its console, types into it, finds patterns."""
 
@@ -285,6 +305,9 @@ class _Session:
         self._conv = ConsoleText()
         self._log = open(log, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
         self._echo = echo
+        self._started = time.monotonic()
+        self._partial = ""
+        self.timeline: list[tuple[float, str]] = []
 
     def close(self) -> None:
         self._sel.close()
@@ -294,6 +317,9 @@ class _Session:
         text = self._conv.feed(data, final)
         if text:
             self.text += text
+            now = time.monotonic() - self._started
+            *done, self._partial = (self._partial + text).split("\n")
+            self.timeline += [(now, line) for line in done]
             self._log.write(text)
             self._log.flush()
             if self._echo:
@@ -517,15 +543,7 @@ class BootTest:
             if log_is_temp:
                 with contextlib.suppress(OSError):
                     log_path.unlink()
-                return BootResult(
-                    result.seconds_to_prompt,
-                    result.console,
-                    result.command_output,
-                    result.accel,
-                    result.accel_reason,
-                    None,
-                    result.argv,
-                )
+                return dataclasses.replace(result, console_log=None)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -611,7 +629,16 @@ class BootTest:
             if self.command is not None:
                 output = self._run_command(session, self.command, cmd_deadline, fail)
         session.pump(0)
-        return BootResult(seconds, session.text, output, accel, accel_reason, log_path, list(argv))
+        return BootResult(
+            seconds,
+            session.text,
+            output,
+            accel,
+            accel_reason,
+            log_path,
+            list(argv),
+            session.timeline,
+        )
 
     def _log_in(self, session: _Session, deadline: float, fail: _Fail) -> None:
         assert self.login is not None

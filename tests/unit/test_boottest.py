@@ -456,3 +456,13 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     assert "--user and --password go together" in capsys.readouterr().err
     assert cli.main([str(tmp_path / "nope.img")]) == 2
     assert "image not found" in capsys.readouterr().err
+
+
+def test_timeline_gives_the_boot_milestones(fake: Path, image: Path) -> None:
+    res = BootTest(image, fmt="raw", timeout=20, accel="tcg").run()
+    marks = res.milestones()
+    assert list(marks) == ["kernel", "init", "login prompt"]
+    # the fake sleeps 0.3 s between the kernel's first line and the init system's
+    assert 0 <= marks["kernel"] < marks["init"] - 0.25
+    assert marks["init"] <= marks["login prompt"]
+    assert any("Welcome to" in line for _, line in res.timeline)
