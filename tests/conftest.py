@@ -122,3 +122,14 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for k in list(os.environ):
         if k == "ELEMENTS_PATH" or k.startswith("DIB_"):
             monkeypatch.delenv(k)
+
+
+def write_test_debian(els: Path) -> None:
+    """The test-debian element: a Debian operating system from debootstrap, no kernel."""
+    write(els / "test-debian/README.rst", "A Debian tree without a kernel, for tests.\n")
+    write(els / "test-debian/element-provides", "operating-system\n")
+    write(els / "test-debian/element-deps", "debootstrap\n")
+    write(
+        els / "test-debian/environment.d/10-test-debian.bash",
+        "export DISTRO_NAME=debian\nexport DIB_RELEASE=${DIB_RELEASE:-bookworm}\n",
+    )

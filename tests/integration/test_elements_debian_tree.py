@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, chroot_works, write
+from tests.conftest import REPO, chroot_works, write, write_test_debian
 
 SECRET = "Zq-not-in-any-log-7731"
 HOST_SOURCES = REPO / "elements" / "debootstrap" / "debootstrap-tools" / "host_apt_sources.py"
@@ -39,13 +39,7 @@ def archive_reachable() -> str | None:
 
 def make_test_elements(tmp_path: Path) -> Path:
     els = tmp_path / "elements"
-    write(els / "test-debian/README.rst", "A Debian tree without a kernel, for tests.\n")
-    write(els / "test-debian/element-provides", "operating-system\n")
-    write(els / "test-debian/element-deps", "debootstrap\n")
-    write(
-        els / "test-debian/environment.d/10-test-debian.bash",
-        "export DISTRO_NAME=debian\nexport DIB_RELEASE=${DIB_RELEASE:-bookworm}\n",
-    )
+    write_test_debian(els)
     write(els / "no-final-image/README.rst", "Stop after the tree is built.\n")
     write(els / "snap/README.rst", "Snapshot the finished tree.\n")
     write(els / "snap/element-deps", "install-static\n")

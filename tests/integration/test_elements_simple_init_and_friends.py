@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, chroot_works, write
+from tests.conftest import REPO, chroot_works, write, write_test_debian
 from tests.integration.test_elements_debian_tree import archive_reachable
 
 DIC = [sys.executable, str(REPO / "bin" / "disk-image-create")]
@@ -44,13 +44,7 @@ def pypi_reachable() -> str | None:
 
 def make_test_elements(root: Path) -> Path:
     els = root / "elements"
-    write(els / "test-debian/README.rst", "A Debian tree without a kernel, for tests.\n")
-    write(els / "test-debian/element-provides", "operating-system\n")
-    write(els / "test-debian/element-deps", "debootstrap\n")
-    write(
-        els / "test-debian/environment.d/10-test-debian.bash",
-        "export DISTRO_NAME=debian\nexport DIB_RELEASE=${DIB_RELEASE:-bookworm}\n",
-    )
+    write_test_debian(els)
     # a stand-in kernel, so select-boot-kernel-initrd has something to choose from
     write(
         els / "test-debian/install.d/10-fake-kernels",
