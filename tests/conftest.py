@@ -133,3 +133,17 @@ def write_test_debian(els: Path) -> None:
         els / "test-debian/environment.d/10-test-debian.bash",
         "export DISTRO_NAME=debian\nexport DIB_RELEASE=${DIB_RELEASE:-bookworm}\n",
     )
+
+
+def process_alive(pid: int) -> bool:
+    """Is ``pid`` running?  A zombie is not: once its parent has gone, only PID 1 reaps
+    it, and a container's PID 1 may take its time."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -25,6 +25,7 @@ from dibpy import boottest
 from dibpy.boottest import BootTest, BootTestError, ConsoleText, detect_accel, kvm_usable
 from dibpy.cli import boot_test as cli
 from dibpy.errors import ConfigError
+from tests.conftest import process_alive
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE = REPO / "tests/fixtures/boot/fake-qemu"
@@ -44,20 +45,7 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield state
     pid_file = state / "pid"
     if pid_file.exists():
-        assert not _alive(int(pid_file.read_text())), "the fake QEMU was left running"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead for our purposes, but only if it is not ours to reap
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+        assert not process_alive(int(pid_file.read_text())), "the fake QEMU was left running"
 
 
 @pytest.fixture
@@ -167,7 +155,7 @@ def test_timeout_kills_qemu(fake: Path, image: Path, monkeypatch: pytest.MonkeyP
     assert 1.5 <= time.monotonic() - start < 10
     assert "no login prompt within 1.5 s" in exc.value.summary
     assert "Linux version 6.1.0-fake" in exc.value.console_tail
-    assert not _alive(int((fake / "pid").read_text()))
+    assert not process_alive(int((fake / "pid").read_text()))
     assert exc.value.console_log is not None
     exc.value.console_log.unlink()
 
@@ -180,7 +168,7 @@ def test_sigterm_ignored_then_sigkill(
     bt.kill_grace = 0.5
     with pytest.raises(BootTestError):
         bt.run()
-    assert not _alive(int((fake / "pid").read_text()))
+    assert not process_alive(int((fake / "pid").read_text()))
 
 
 def test_kernel_panic_fails_fast(fake: Path, image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -213,7 +201,7 @@ def test_keyboard_interrupt_kills_qemu(
             BootTest(image, fmt="raw", timeout=30).run()
     finally:
         timer.cancel()
-    assert not _alive(int((fake / "pid").read_text()))
+    assert not process_alive(int((fake / "pid").read_text()))
 
 
 def _child_script(image: Path) -> str:
@@ -262,10 +250,10 @@ def test_our_death_kills_qemu(
         assert child.returncode == 7
         assert "interrupted by signal SIGTERM" in out
     for _ in range(50):
-        if not _alive(qemu_pid):
+        if not process_alive(qemu_pid):
             break
         time.sleep(0.1)
-    assert not _alive(qemu_pid)
+    assert not process_alive(qemu_pid)
 
 
 def test_format_detected_with_qemu_img(fake: Path, tmp_path: Path) -> None:
