@@ -1,4 +1,5 @@
-"""Linters are tests: ruff (format and check), mypy (strict, on dibpy/), dib-lint on elements/.
+"""Linters are tests: ruff (format and check), mypy (strict, on dibpy/), shellcheck on our
+scripts, dib-lint on elements/.
 
 Each tool is looked up next to the running Python (the venv's bin) and then on PATH; a
 test is skipped only when its tool is not installed.  A failure shows the tool's output.
@@ -34,16 +35,23 @@ def check(argv: list[str]) -> None:
 
 
 def test_ruff_format() -> None:
-    check([tool("ruff"), "format", "--check", "--diff", "dibpy", "tests"])
+    check([tool("ruff"), "format", "--check", "--diff", "dibpy", "tests", "bench"])
 
 
 def test_ruff_check() -> None:
-    check([tool("ruff"), "check", "--no-fix", "dibpy", "tests"])
+    check([tool("ruff"), "check", "--no-fix", "dibpy", "tests", "bench"])
 
 
 def test_mypy_strict() -> None:
     # the configuration (strict, files = dibpy) comes from pyproject.toml
     check([tool("mypy")])
+
+
+def test_shellcheck_on_our_scripts() -> None:
+    # the elements' hooks are shellchecked by dib-lint (below); these are the rest
+    scripts = [REPO / "dev", REPO / ".ci" / "run", *sorted((REPO / "bench").glob("dib-standins/*"))]
+    scripts += sorted((REPO / "dibpy" / "lib").iterdir())
+    check([tool("shellcheck"), "-s", "bash", *map(str, scripts)])
 
 
 def test_dib_lint_on_our_elements() -> None:
