@@ -227,6 +227,8 @@ def main() -> int:
                 warm = dib_build(venv, work, f"dib-warm-{rnd}", cache, bool(standins))
             b = None if args.no_boot else boot(warm.image, work / f"{tool}-boot-{rnd}.log")
             results[tool].append(report(tool, cold, warm, b))
+    (work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"figures of every round: {work / 'results.json'}")
     if results["diskimage-builder"]:
 
         def mean(tool: str, k: str) -> float:
