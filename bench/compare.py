@@ -20,6 +20,7 @@ Run as root, from a checkout, with dibpy's venv active.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -105,6 +106,7 @@ def device_mapper_works() -> bool:
     return True
 
 
+@functools.cache
 def host_mirrors() -> dict[str, str]:
     """The Debian archive and security archive of the host's apt sources, so that both
     tools fetch from the same place (diskimage-builder's defaults name public hosts)."""

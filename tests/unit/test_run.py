@@ -14,6 +14,7 @@ import pytest
 
 from dibpy import run
 from dibpy.errors import CommandError, ConfigError, Interrupted
+from tests.conftest import process_alive
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -154,12 +155,8 @@ def _group_alive(pgid: int) -> bool:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
-    # a zombie leader still counts for killpg; look at its state
-    try:
-        state = Path(f"/proc/{pgid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
+    # a zombie leader still counts for killpg; look at the leader itself
+    return process_alive(pgid)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
