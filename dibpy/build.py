@@ -15,6 +15,7 @@ and renamed into place only when they passed their check.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -25,19 +26,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from dibpy import __version__, chroot, mounts, run, treecache
 from dibpy import outputs as outputs_mod
 from dibpy.blockdev import BlockDevice, BlockDeviceParams, config_source, load_config
 from dibpy.cli.element_info import GET_IMAGE_ELEMENT_ARRAY_BODY
-from dibpy.config import BuildConfig
+from dibpy.config import CHECKSUMS, BuildConfig
 from dibpy.elements import find_library, resolve
 from dibpy.elements.resolve import Resolution, default_elements
 from dibpy.errors import ConfigError, DibpyError, HookError, MultiError
 from dibpy.hooks import HookTree, merge_hooks, run_phase
+from dibpy.mounts import unmount_left_behind
 from dibpy.outputs import OutputOptions, OutputPlugin
 from dibpy.outputs import get as get_output
 
@@ -174,11 +178,12 @@ def output_options(cfg: BuildConfig) -> OutputOptions:
 
 def _bd_params(cfg: BuildConfig, build_dir: Path, size: int) -> BlockDeviceParams:
     opts = shlex.split(cfg.mkfs_options)
-    if cfg.fs_type.startswith("ext"):
-        if cfg.mkfs_journal_size and cfg.fs_type != "ext2":
-            opts += ["-J", f"size={cfg.mkfs_journal_size}"]
-        if cfg.max_online_resize:
-            opts += ["-E", f"resize={cfg.max_online_resize}"]
+    # diskimage-builder's ext4 root: an inode per 4 KiB and a 64 MiB journal, so that an
+    # image grown many times over still has inodes and journal enough
+    if cfg.fs_type == "ext4":
+        opts = ["-i", "4096", "-J", f"size={cfg.mkfs_journal_size or 64}", *opts]
+    if cfg.max_online_resize:
+        opts = ["-E", f"resize={cfg.max_online_resize}", *opts]
     return BlockDeviceParams(
         image_dir=build_dir / "image",
         mount_base=build_dir / "mnt",
@@ -205,14 +210,38 @@ def dir_size(path: Path) -> int:
     return int(out.split()[0])
 
 
+DIE_FUNCTION = '() {  echo "ERROR: $*" >&2;\n exit 1\n}'
+
+
+def cfg_env(cfg: BuildConfig, name: str) -> str:
+    return cfg.environ.get(name, "")
+
+
+@functools.cache
+def host_has_diskimage_builder() -> bool:
+    """Whether the host's python3 imports a real diskimage_builder (which then wins)."""
+    py = shutil.which("python3")
+    if py is None:
+        return False
+    r = subprocess.run([py, "-c", "import diskimage_builder"], capture_output=True, check=False)
+    return r.returncode == 0
+
+
+def needs_sudo_standin(path: str) -> bool:
+    """Root on a host without sudo: hooks get dibpy's stand-in that just runs the command."""
+    return os.geteuid() == 0 and shutil.which("sudo", path=path) is None
+
+
 def image_size_for(cfg: BuildConfig, tree_bytes: int, efi: bool) -> int:
     """diskimage-builder's sizing: the tree / 0.6 (or + extra), plus journal and ESP room."""
     if cfg.image_size:
         return cfg.image_size
     extra = cfg.image_extra_size
     size = tree_bytes + extra if extra else int(tree_bytes / 0.6)
-    if cfg.fs_type in ("ext3", "ext4"):
-        size += (cfg.mkfs_journal_size or 64) * MIB
+    if cfg.fs_type == "ext4":
+        journal = (cfg.mkfs_journal_size or 64) * MIB
+        # mke2fs refuses a journal over half the filesystem: a tiny tree still gets one
+        size = max(size + journal, 2 * journal + 32 * MIB)
     size += (560 if efi else 16) * MIB  # partition table, BIOS boot, alignment, ESP
     return -(-size // MIB) * MIB
 
@@ -233,6 +262,8 @@ class Build:
         self.tree_cache: treecache.TreeCache | None = None
         self.tree_key = ""
         self.cache_record: dict[str, object] = {}
+        lockfiles = cfg_env(self.cfg, "DIB_LOCKFILES") or "~/.cache/dib/lockfiles"
+        self.lockfiles = Path(lockfiles).expanduser()
 
     # -- environment -------------------------------------------------------------
     def hook_env(
@@ -271,7 +302,7 @@ class Build:
             "DIB_DEBUG_TRACE": str(cfg.debug_trace),
             "DIB_PYTHON_EXEC": sys.executable,
             "DIB_DEFAULT_INSTALLTYPE": cfg.install_type,
-            "DIB_CHECKSUM": "1" if cfg.checksum else "0",
+            "DIB_CHECKSUM": ",".join(cfg.checksum) or "0",
             "DIB_ROOT_LABEL": cfg.effective_root_label,
             "DIB_ROOT_FSTYPE": cfg.fs_type,
             "FS_TYPE": cfg.fs_type,
@@ -282,7 +313,14 @@ class Build:
             "DIB_VERSION": f"dibpy-{__version__}",
             "_LIB": str(LIB_DIR),
             "DIB_BUILDER": "dibpy",
+            # diskimage-builder exports die and lock files' directory to every hook
+            "BASH_FUNC_die%%": DIE_FUNCTION,
+            "DIB_LOCKFILES": str(self.lockfiles),
+            "OUT_IMAGE_PATH": str(self.build_dir / "image" / "image.raw"),
+            "DIB_BLOCK_DEVICE_PARAMS_YAML": str(self.build_dir / "block-device" / "params.yaml"),
         }
+        if cfg.image_extra_size:
+            env["DIB_IMAGE_EXTRA_SIZE"] = str(cfg.image_extra_size // MIB)
         if cfg.release:
             env["DIB_RELEASE"] = cfg.release
         if cfg.mirror:
@@ -294,16 +332,30 @@ class Build:
         env.update(extra)
         if in_chroot:
             env["PATH"] = CHROOT_PATH
+            # diskimage-builder's chroot hooks run as root with root's home
+            env["HOME"] = "/root"
             env.update(chroot.chroot_env_additions())
         else:
             # elements written for diskimage-builder call their bin/ tools by name on the host
             hooks_bin = str(self.build_dir / "hooks" / "bin")
             env["PATH"] = _host_path(base.get("PATH", "")) + ":" + hooks_bin
+            if needs_sudo_standin(env["PATH"]):
+                # root without sudo: diskimage-builder's hooks call `sudo CMD` everywhere
+                env["PATH"] += ":" + str(LIB_DIR / "bin")
+            if not host_has_diskimage_builder():
+                # its element tools import a few diskimage_builder modules
+                env["PYTHONPATH"] = str(LIB_DIR / "python")
         return env
 
     # -- phases --------------------------------------------------------------------
     def phase(
-        self, phase: str, target: Path, *, in_chroot: bool, extra: Mapping[str, str] = {}
+        self,
+        phase: str,
+        target: Path,
+        *,
+        in_chroot: bool,
+        extra: Mapping[str, str] = {},
+        on_line: Callable[[str], None] | None = None,
     ) -> None:
         assert self.tree is not None
         self.current_target = target
@@ -315,6 +367,7 @@ class Build:
                 self.hook_env(target, in_chroot=in_chroot, extra=extra),
                 chroot=target if in_chroot else None,
                 before_each=(lambda: chroot.refresh_resolv_conf(target)) if in_chroot else None,
+                on_line=on_line,
             )
         self._break("after-" + phase.removesuffix(".d"), target)
 
@@ -363,8 +416,11 @@ class Build:
                 self.build_dir,
                 want // GIB,
             )
-        for sub in ("built", "hooks", "image", "mnt"):
+        # whatever a hook mounted inside the build goes before the build dir does
+        self.stack.callback(unmount_left_behind, self.build_dir, "the build directory")
+        for sub in ("built", "hooks", "image", "mnt", "block-device"):
             (self.build_dir / sub).mkdir()
+        self.lockfiles.mkdir(parents=True, exist_ok=True)
 
     def _run(self) -> BuildResult:
         with self.timer.stage("prepare"):
@@ -379,7 +435,10 @@ class Build:
         if self.plan.block_device_text is None:
             if self.tree_cache is not None:
                 self.tree_cache.wait()
+            # no image (ramdisk, no-final-image): the finalise phases still run, on the tree
+            self._finalise(built, {})
             self.phase("cleanup.d", built, in_chroot=False)
+            unmount_left_behind(built, "the tree")
             manifest_dir = self._copy_manifests(built)
         else:
             manifest_dir, outputs = self._image(built)
@@ -452,6 +511,9 @@ class Build:
                     self._install_packages(built)
                 self.phase(phase, built, in_chroot=True)
         self.phase("post-root.d", built, in_chroot=False)
+        # diskimage-builder unmounts what hooks mounted in the tree (its shared apt cache
+        # bind mount, say) before the tree is sized, copied and cached
+        unmount_left_behind(built, "the tree")
         if self.tree_cache is not None:
             self.tree_cache.save_in_background(
                 self.tree_key,
@@ -487,6 +549,8 @@ class Build:
             LOG.info("tree is %.0f MiB; image size %.0f MiB", tree / MIB, size / MIB)
         params = _bd_params(cfg, self.build_dir, size)
         assert self.plan.block_device_text is not None
+        self._write_params_file(params, self.plan.block_device_text)
+        self._block_device_hooks(built)
         config = load_config(
             self.plan.block_device_text, params, origin=self.plan.block_device_origin
         )
@@ -494,6 +558,7 @@ class Build:
         with self.timer.stage("block device"):
             bd.create(self.stack)
         mnt: Path = bd.root_mount
+        ours = set(mounts.mounts_under(mnt))
         extra = {
             "IMAGE_BLOCK_DEVICE": str(bd.getval("image-block-device") or ""),
             "IMAGE_BLOCK_DEVICES": str(bd.getval("image-block-devices") or ""),
@@ -510,13 +575,9 @@ class Build:
                 self.tree_cache.wait()
             _rmtree_logged(built)
             bd.write_fstab(mnt / "etc")
-        with contextlib.ExitStack() as cstack:
-            cstack.enter_context(chroot.chroot_environment(mnt))
-            self.phase("pre-finalise.d", mnt, in_chroot=False, extra=extra)
-            assert self.tree is not None
-            chroot.bind_hooks(mnt, self.tree.root, cstack)
-            self.phase("finalise.d", mnt, in_chroot=True, extra=extra)
+        self._finalise(mnt, extra)
         self.phase("cleanup.d", mnt, in_chroot=False, extra=extra)
+        unmount_left_behind(mnt, "the image", keep=ours)
         _empty_dir(mnt / "tmp")
         manifest_dir = self._copy_manifests(mnt)
         outputs: list[Path] = []
@@ -531,6 +592,52 @@ class Build:
         with self.timer.stage("outputs"):
             outputs += self._write_outputs(image_outputs, Path(bd.image_path), opts)
         return manifest_dir, outputs
+
+    def _finalise(self, root: Path, extra: Mapping[str, str]) -> None:
+        """pre-finalise.d on the host, then finalise.d in the chroot of ``root``."""
+        assert self.tree is not None
+        with contextlib.ExitStack() as cstack:
+            cstack.enter_context(chroot.chroot_environment(root))
+            self.phase("pre-finalise.d", root, in_chroot=False, extra=extra)
+            chroot.bind_hooks(root, self.tree.root, cstack)
+            self.phase("finalise.d", root, in_chroot=True, extra=extra)
+
+    def _write_params_file(self, params: BlockDeviceParams, config_text: str) -> None:
+        """diskimage-builder's block-device params file, for hooks that read it."""
+        bd_dir = self.build_dir / "block-device"
+        (bd_dir / "config.yaml").write_text(config_text)
+        data = {
+            "config": str(bd_dir / "config.yaml"),
+            "image-dir": str(params.image_dir),
+            "root-fs-type": params.root_fs_type,
+            "root-label": params.effective_root_label,
+            "mount-base": str(params.mount_base),
+            "build-dir": str(params.build_dir),
+            "image-size": f"{(params.image_size or 0) // 1024}KiB",
+            "root-fs-opts": " ".join(shlex.quote(o) for o in params.root_fs_opts),
+        }
+        (bd_dir / "params.yaml").write_text(yaml.safe_dump(data, default_flow_style=False))
+
+    def _block_device_hooks(self, built: Path) -> None:
+        """block-device.d, diskimage-builder's legacy phase, runs before the block device
+        is made; a hook that makes the device itself (prints IMAGE_BLOCK_DEVICE=) is
+        refused, since dibpy's block-device layer owns every device of the build."""
+        assert self.tree is not None
+        if not self.tree.scan("block-device.d").hooks:
+            return
+        seen: list[str] = []
+        self.phase(
+            "block-device.d",
+            built,
+            in_chroot=False,
+            on_line=lambda line: seen.append(line) if "IMAGE_BLOCK_DEVICE=" in line else None,
+        )
+        if seen:
+            raise DibpyError(
+                f"a block-device.d hook made its own block device ({seen[0].strip()})",
+                hint="describe the disk in a block-device YAML config (DIB_BLOCK_DEVICE_CONFIG "
+                "or an element's block-device-default.yaml); dibpy creates and frees it",
+            )
 
     def _copy_manifests(self, root: Path) -> Path | None:
         src = root / "etc" / "dib-manifests"
@@ -577,28 +684,50 @@ class Build:
         )
         if self.cfg.checksum:
             for dest in (d for _, d in todo):
-                _write_checksums(dest)
+                # md5sum's line names the image as the user's -o did
+                given = Path(self.cfg.image_name).expanduser().parent / dest.name
+                write_checksums(dest, self.cfg.checksum, str(given))
         return written
 
 
-def _write_checksums(path: Path) -> None:
-    md5, sha = hashlib.md5(), hashlib.sha256()
+def write_checksums(path: Path, algorithms: Sequence[str], label: str = "") -> None:
+    """``NAME.md5`` / ``NAME.sha256`` beside the image, in md5sum's format, reading it once;
+    the line names the image as ``label`` (diskimage-builder runs md5sum on ``-o``'s path)."""
+    sums = {a: hashlib.new(a) for a in algorithms}
     with open(path, "rb") as f:
         while chunk := f.read(4 * MIB):
-            md5.update(chunk)
-            sha.update(chunk)
-    Path(f"{path}.md5").write_text(f"{md5.hexdigest()}  {path.name}\n")
-    Path(f"{path}.sha256").write_text(f"{sha.hexdigest()}  {path.name}\n")
+            for h in sums.values():
+                h.update(chunk)
+    for a, h in sums.items():
+        out = Path(f"{path}.{a}")
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(f"{h.hexdigest()}  {label or path.name}\n")
+        os.replace(tmp, out)
+
+
+def old_image_name(dest: Path, when: float | None = None) -> Path:
+    """diskimage-builder's name for a previous image: ``NAME-YYYY.MM.DD-HH.MM.SS.EXT``."""
+    stamp = time.strftime("%Y.%m.%d-%H.%M.%S", time.localtime(when))
+    stem, dot, ext = dest.name.rpartition(".")
+    if not dot:
+        return dest.with_name(f"{dest.name}-{stamp}")
+    return dest.with_name(f"{stem}-{stamp}.{ext}")
 
 
 def _keep_old(dest: Path, overwrite: bool) -> None:
-    """An existing output is renamed with a timestamp, unless OVERWRITE_OLD_IMAGE."""
+    """An existing output is renamed with a timestamp (its checksum files with it), unless
+    OVERWRITE_OLD_IMAGE; an image without a checksum asked for keeps no stale sums."""
     if not dest.exists() or overwrite:
+        for a in CHECKSUMS:
+            _unlink_quiet(Path(f"{dest}.{a}"))
         return
-    stamp = time.strftime("%Y-%m-%d-%H%M%S", time.localtime(dest.stat().st_mtime))
-    old = dest.with_name(f"{dest.name}-{stamp}")
-    LOG.info("keeping the previous %s as %s", dest.name, old.name)
+    old = old_image_name(dest)
+    LOG.info("old image found: keeping the previous %s as %s", dest.name, old.name)
     os.replace(dest, old)
+    for a in CHECKSUMS:
+        side = Path(f"{dest}.{a}")
+        if side.exists():
+            os.replace(side, Path(f"{old}.{a}"))
 
 
 def _host_path(path: str) -> str:

@@ -68,6 +68,38 @@ def parse_gib_size(value: str) -> int:
     return size
 
 
+def parse_mib_size(value: str) -> int:
+    """A size in MiB (diskimage-builder's unit for --image-extra-size), or with a unit."""
+    m = _SIZE.match(value)
+    if not m:
+        raise ValueError(f"{value!r} is not a size (a number of MiB, or e.g. 512M, 2G)")
+    num, unit = float(m.group(1)), (m.group(2) or "").upper()
+    size = int(num * (_MULT[unit[:1]] if unit else _MULT["M"]))
+    if size <= 0:
+        raise ValueError(f"{value!r} must be larger than zero")
+    return size
+
+
+CHECKSUMS = ("md5", "sha256")
+
+
+def parse_checksum(value: str) -> tuple[str, ...]:
+    """diskimage-builder's DIB_CHECKSUM: 0 (none), 1 (md5 and sha256), or the algorithms."""
+    v = value.strip().lower()
+    if v in ("", "0", "no", "false", "off"):
+        return ()
+    if v in ("1", "yes", "true", "on"):
+        return CHECKSUMS
+    names = [n.strip() for n in re.split(r"[,\s]+", v) if n.strip()]
+    unknown = [n for n in names if n not in CHECKSUMS]
+    if unknown or not names:
+        raise ValueError(
+            f"{value!r}: {', '.join(unknown) or 'nothing'} is not a checksum dibpy writes "
+            "(0, 1, md5, sha256 or md5,sha256)"
+        )
+    return tuple(c for c in CHECKSUMS if c in names)
+
+
 def parse_positive_int(value: str) -> int:
     try:
         n = int(value)
@@ -147,10 +179,24 @@ class Setting:
     metavar: str | None = None
     #: "store" (takes a value), "flag" (boolean), "count", "append"
     kind: str = "store"
+    #: other variables diskimage-builder reads for the same setting (after ``env``)
+    env_aliases: tuple[str, ...] = ()
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        return ((self.env,) if self.env else ()) + self.env_aliases
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("image_name", ("-o",), None, str, "image", "output image name (and path)", "NAME"),
+    Setting(
+        "image_name",
+        ("-o",),
+        "IMAGE_NAME",
+        str,
+        "image",
+        "output image name (and path)",
+        "NAME",
+    ),
     Setting(
         "image_types",
         ("-t",),
@@ -191,9 +237,9 @@ SETTINGS: tuple[Setting, ...] = (
         "checksum",
         ("--checksum",),
         "DIB_CHECKSUM",
-        parse_bool,
-        False,
-        "write .md5 and .sha256 files",
+        parse_checksum,
+        (),
+        "write .md5 and .sha256 files (DIB_CHECKSUM=md5 or sha256 for one)",
         kind="flag",
     ),
     Setting(
@@ -209,9 +255,9 @@ SETTINGS: tuple[Setting, ...] = (
         "image_extra_size",
         ("--image-extra-size",),
         "DIB_IMAGE_EXTRA_SIZE",
-        parse_gib_size,
+        parse_mib_size,
         None,
-        "extra space in GiB beyond the tree's size",
+        "extra space in MB beyond the tree's size (instead of the tree / 0.6)",
         "SIZE",
     ),
     Setting(
@@ -226,7 +272,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_online_resize",
         ("--max-online-resize",),
-        None,
+        "MAX_ONLINE_RESIZE",
         parse_positive_int,
         None,
         "largest size (in fs blocks) to allow online resize to",
@@ -258,6 +304,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "extra options for the root mkfs",
         "OPTS",
+        env_aliases=("MKFS_OPTS",),
     ),
     Setting(
         "mkfs_journal_size",
@@ -276,6 +323,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "qemu-img -o options (k=v,...)",
         "OPTS",
+        env_aliases=("QEMU_IMG_OPTIONS",),
     ),
     Setting(
         "root_label",
@@ -285,6 +333,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "root filesystem label (default cloudimg-rootfs; img-rootfs for xfs)",
         "LABEL",
+        env_aliases=("ROOT_LABEL",),
     ),
     Setting(
         "ramdisk_element",
@@ -328,9 +377,16 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "REPOSITORY[:TAG] for -t docker",
         "TARGET",
+        env_aliases=("DOCKER_TARGET",),
     ),
     Setting(
-        "logfile", ("--logfile",), None, Path, None, "write the log here (quiet console)", "FILE"
+        "logfile",
+        ("--logfile",),
+        "LOGFILE",
+        Path,
+        None,
+        "write the log here (quiet console)",
+        "FILE",
     ),
     Setting(
         "offline",
@@ -373,7 +429,8 @@ class BuildConfig:
     clear_env: bool = False
     skip_base: bool = False
     packages: tuple[str, ...] = ()
-    checksum: bool = False
+    #: the checksum files to write beside each image ("md5", "sha256")
+    checksum: tuple[str, ...] = ()
     image_size: int | None = None
     image_extra_size: int | None = None
     image_cache: Path = Path("~/.cache/image-create").expanduser()
@@ -436,7 +493,8 @@ def build_config(
         source = (s.flags[0] if s.flags else "") or (s.env or s.dest)
         if s.kind == "flag":
             if raw:
-                values[s.dest] = True
+                # a flag means what its variable set to 1 means (--checksum: both sums)
+                values[s.dest] = s.parse("1") if s.parse else True
                 continue
         elif s.kind == "count":
             if raw:
@@ -453,11 +511,12 @@ def build_config(
             except ValueError as e:
                 problems.append(f"{source}: {e}")
             continue
-        if s.env and env.get(s.env, "") != "":
+        name = next((n for n in s.env_names if env.get(n, "") != ""), None)
+        if name is not None:
             try:
-                values[s.dest] = s.parse(env[s.env]) if s.parse else parse_bool(env[s.env])
+                values[s.dest] = s.parse(env[name]) if s.parse else parse_bool(env[name])
             except ValueError as e:
-                problems.append(f"environment variable {s.env}: {e}")
+                problems.append(f"environment variable {name}: {e}")
     if "arch" not in values:
         values["arch"] = host_arch()
     if not elements:

@@ -242,8 +242,10 @@ def run_hooks(
     in_chroot_root: str = IN_TARGET_HOOKS,
     args: Sequence[str] = (),
     before_each: Callable[[], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> PhaseTiming:
-    """Run ``hooks`` in order, each after sourcing ``env_files``.
+    """Run ``hooks`` in order, each after sourcing ``env_files``; ``on_line`` also sees
+    every line of their output.
 
     With ``chroot``, each hook runs inside it; ``host_root`` is the host path of the
     hook tree, which appears in the chroot at ``in_chroot_root``.  A failing hook raises
@@ -273,9 +275,11 @@ def run_hooks(
             argv = ["chroot", str(chroot), *argv]
         tail: deque[str] = deque(maxlen=TAIL)
 
-        def on_line(line: str, _label: str = label, _tail: deque[str] = tail) -> None:
+        def log_line(line: str, _label: str = label, _tail: deque[str] = tail) -> None:
             _tail.append(line)
             LOG.info("%s: %s", _label, line)
+            if on_line is not None:
+                on_line(line)
 
         owner = f" ({hook.element})" if hook.element else ""
         LOG.info("running %s%s", label, owner)
@@ -284,7 +288,12 @@ def run_hooks(
         start = time.monotonic()
         try:
             run.run(
-                argv, env=env, inherit_env=False, on_line=on_line, stderr_to_stdout=True, quiet=True
+                argv,
+                env=env,
+                inherit_env=False,
+                on_line=log_line,
+                stderr_to_stdout=True,
+                quiet=True,
             )
         except CommandError as e:
             elapsed = time.monotonic() - start
@@ -311,6 +320,7 @@ def run_phase(
     chroot: Path | None = None,
     args: Sequence[str] = (),
     before_each: Callable[[], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> PhaseTiming:
     """Run one phase of a merged hook tree, warning about files that will not run."""
     scan = tree.scan(phase)
@@ -324,6 +334,7 @@ def run_phase(
         host_root=tree.root,
         args=args,
         before_each=before_each,
+        on_line=on_line,
     )
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from dibpy import run
@@ -91,10 +91,38 @@ def mount(args: Sequence[str], target: Path, stack: contextlib.ExitStack, what: 
     return target
 
 
+def unmount_left_behind(root: Path, what: str, keep: Iterable[str] = ()) -> list[str]:
+    """Unmount everything mounted at or below ``root`` but ``keep``, deepest first.
+
+    For mounts a hook made and did not undo (diskimage-builder's elements bind-mount
+    caches into the tree and rely on the builder to unmount them).  Returns what it
+    unmounted; one that will not go is logged, and the rest are still tried.
+    """
+    # root itself is its owner's (the build tmpfs, the image's root mount)
+    kept = {*keep, os.path.realpath(root)}
+    done = []
+    for mp in mounts_under(root):
+        if mp in kept:
+            continue
+        LOG.info("unmounting %s, left mounted in %s by a hook", mp, what)
+        try:
+            umount(Path(mp), f"{mp} (left by a hook)")
+            done.append(mp)
+        except DibpyError as e:
+            LOG.error("%s", e)
+    return done
+
+
 def umount(target: Path, what: str = "", tries: int = 8) -> None:
-    """Unmount ``target`` (no-op if not mounted), killing processes that keep it busy."""
+    """Unmount ``target`` (no-op if not mounted), killing processes that keep it busy;
+    mounts below it (a hook's) go first, since they would keep it busy."""
     if not is_mounted(target):
         return
+    real = os.path.realpath(target)
+    for child in mounts_under(target):
+        if child != real:
+            LOG.info("unmounting %s first: it is mounted inside %s", child, what or target)
+            umount(Path(child), child, tries)
     delay = 0.1
     for attempt in range(tries):
         try:

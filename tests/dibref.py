@@ -43,9 +43,20 @@ def _fetch() -> tuple[Path | None, str]:
     found = sorted(wheels.glob(f"diskimage_builder-{DIB_VERSION}-*.whl"))
     if not found:
         r = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-             f"diskimage-builder=={DIB_VERSION}", "-d", str(wheels)],
-            capture_output=True, text=True, check=False,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                f"diskimage-builder=={DIB_VERSION}",
+                "-d",
+                str(wheels),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         found = sorted(wheels.glob(f"diskimage_builder-{DIB_VERSION}-*.whl"))
         if r.returncode != 0 or not found:

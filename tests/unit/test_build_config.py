@@ -116,3 +116,47 @@ def test_image_cache_default_and_tilde_are_expanded() -> None:
     assert "~" not in str(cfg().image_cache)
     assert cfg().image_cache.is_absolute()
     assert "~" not in str(cfg(env={"DIB_IMAGE_CACHE": "~/x"}).image_cache)
+
+
+@pytest.mark.parametrize(
+    ("value", "sums"),
+    [
+        ("0", ()),
+        ("1", ("md5", "sha256")),
+        ("md5", ("md5",)),
+        ("sha256", ("sha256",)),
+        ("sha256,md5", ("md5", "sha256")),
+        ("md5 sha256", ("md5", "sha256")),
+    ],
+)
+def test_dib_checksum_means_what_it_means_in_diskimage_builder(value: str, sums: tuple) -> None:
+    assert cfg(env={"DIB_CHECKSUM": value}).checksum == sums
+
+
+def test_checksum_flag_is_both_sums_and_a_bad_checksum_is_named() -> None:
+    assert cfg({"checksum": True}).checksum == ("md5", "sha256")
+    with pytest.raises(ConfigError) as e:
+        cfg(env={"DIB_CHECKSUM": "sha512"})
+    assert "DIB_CHECKSUM" in str(e.value) and "sha512" in str(e.value)
+
+
+def test_image_extra_size_is_in_megabytes() -> None:
+    assert cfg({"image_extra_size": "500"}).image_extra_size == 500 * 1024**2
+    assert cfg(env={"DIB_IMAGE_EXTRA_SIZE": "2G"}).image_extra_size == 2 * 1024**3
+    with pytest.raises(ConfigError, match="DIB_IMAGE_EXTRA_SIZE"):
+        cfg(env={"DIB_IMAGE_EXTRA_SIZE": "lots"})
+
+
+@pytest.mark.parametrize(
+    ("var", "field", "value", "expect"),
+    [
+        ("ROOT_LABEL", "root_label", "mylabel", "mylabel"),
+        ("QEMU_IMG_OPTIONS", "qemu_img_options", "compat=0.10", "compat=0.10"),
+        ("MAX_ONLINE_RESIZE", "max_online_resize", "1000", 1000),
+        ("IMAGE_NAME", "image_name", "fromenv", "fromenv"),
+        ("MKFS_OPTS", "mkfs_options", "-m 0", "-m 0"),
+        ("DOCKER_TARGET", "docker_target", "repo:tag", "repo:tag"),
+    ],
+)
+def test_diskimage_builders_variables_are_read(var: str, field: str, value: str, expect) -> None:
+    assert getattr(cfg(env={var: value}), field) == expect
