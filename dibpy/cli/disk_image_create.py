@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from dibpy import __version__
+from dibpy import DIB_COMPAT_VERSION
 from dibpy.cli import entry
 from dibpy.config import SETTINGS, build_config
 from dibpy.log import setup_logging
@@ -37,7 +37,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
             kw["metavar"] = s.metavar
         p.add_argument(*s.flags, **kw)  # type: ignore[arg-type]
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    p.add_argument("--version", action="version", version=f"dibpy {__version__}")
+    # diskimage-builder prints its bare version; scripts parse it (dibpy --version: ours)
+    p.add_argument("--version", action="version", version=DIB_COMPAT_VERSION)
     p.add_argument("elements", nargs="*", metavar="ELEMENT", help="elements to build with")
     return p
 

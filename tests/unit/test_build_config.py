@@ -160,3 +160,17 @@ def test_image_extra_size_is_in_megabytes() -> None:
 )
 def test_diskimage_builders_variables_are_read(var: str, field: str, value: str, expect) -> None:
     assert getattr(cfg(env={var: value}), field) == expect
+
+
+def test_version_answers_as_diskimage_builder_does() -> None:
+    """Scripts compare `disk-image-create --version` with a diskimage-builder version."""
+    from packaging.version import Version
+
+    for tool in ("disk-image-create", "ramdisk-image-create"):
+        r = subprocess.run(
+            [sys.executable, str(REPO / "bin" / tool), "--version"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert Version(r.stdout.strip()) >= Version("3.43.0"), r.stdout
