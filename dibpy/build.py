@@ -204,6 +204,20 @@ def memory_available() -> int:
     return 0
 
 
+def log_image_usage(tree: Path, full: bool) -> None:
+    """diskimage-builder's DIB_SHOW_IMAGE_USAGE report: what takes the room in the tree,
+    largest first; files and directories of 10 MiB or more unless ``full``."""
+    out = run.output(["du", "-a", "-x", "--block-size=1", str(tree)], quiet=True)
+    rows = []
+    for line in out.splitlines():
+        size, _, path = line.partition("\t")
+        if size.isdigit() and (full or int(size) >= 10 * MIB):
+            rows.append((int(size), "/" + os.path.relpath(path, tree).removeprefix(".")))
+    LOG.info("image size report (%s):", "everything" if full else "10 MiB and more")
+    for nbytes, where in sorted(rows, reverse=True):
+        LOG.info("  %9.1f MiB  %s", nbytes / MIB, where.replace("//", "/"))
+
+
 def dir_size(path: Path) -> int:
     """Bytes used by the tree (du -x, apparent block usage)."""
     out = run.output(["du", "-x", "-s", "--block-size=1", str(path)], quiet=True)
@@ -547,6 +561,9 @@ class Build:
             efi = "block-device-efi" in " ".join(self.plan.resolution.names)
             size = image_size_for(cfg, tree, efi)
             LOG.info("tree is %.0f MiB; image size %.0f MiB", tree / MIB, size / MIB)
+            if cfg_env(cfg, "DIB_SHOW_IMAGE_USAGE") not in ("", "0"):
+                full = cfg_env(cfg, "DIB_SHOW_IMAGE_USAGE_FULL") not in ("", "0")
+                log_image_usage(built, full)
         params = _bd_params(cfg, self.build_dir, size)
         assert self.plan.block_device_text is not None
         self._write_params_file(params, self.plan.block_device_text)

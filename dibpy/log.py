@@ -10,26 +10,42 @@ LOG = logging.getLogger("dibpy")
 
 
 class _Formatter(logging.Formatter):
+    def __init__(self, timestamps: bool | None = None) -> None:
+        super().__init__()
+        #: None: stamp lines unless stderr is a terminal (DIBPY_LOG_TIMESTAMPS forces them)
+        self.timestamps = timestamps
+
     def format(self, record: logging.LogRecord) -> str:
         msg = record.getMessage()
         if record.levelno >= logging.WARNING:
             msg = f"{record.levelname.lower()}: {msg}"
         if record.exc_info:
             msg += "\n" + self.formatException(record.exc_info)
-        if os.environ.get("DIBPY_LOG_TIMESTAMPS") or not sys.stderr.isatty():
+        stamp = self.timestamps
+        if stamp is None:
+            stamp = bool(os.environ.get("DIBPY_LOG_TIMESTAMPS")) or not sys.stderr.isatty()
+        if stamp:
             return f"{self.formatTime(record, '%H:%M:%S')} {msg}"
         return msg
 
 
-def setup_logging(debug: int = 0, logfile: str | None = None, quiet: bool = False) -> None:
-    """Send dibpy's log to stderr (and optionally a file).  Idempotent."""
+def setup_logging(
+    debug: int = 0,
+    logfile: str | None = None,
+    quiet: bool = False,
+    timestamps: bool | None = None,
+) -> None:
+    """Send dibpy's log to stderr (and optionally a file).  Idempotent.
+
+    ``quiet``: the console shows warnings and errors only; ``timestamps`` False drops the
+    time from console lines (diskimage-builder's DIB_NO_TIMESTAMP)."""
     root = logging.getLogger("dibpy")
     for h in list(root.handlers):
         root.removeHandler(h)
     level = logging.DEBUG if debug else logging.INFO
     root.setLevel(logging.DEBUG)
     stream = logging.StreamHandler(sys.stderr)
-    stream.setFormatter(_Formatter())
+    stream.setFormatter(_Formatter(timestamps))
     stream.setLevel(logging.WARNING if quiet else level)
     root.addHandler(stream)
     if logfile:

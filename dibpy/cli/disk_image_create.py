@@ -53,10 +53,14 @@ def _main(argv: Sequence[str], prog: str, ramdisk: bool) -> int:
     else:
         environ = dict(os.environ)
     cfg = build_config(values, args.elements, environ, ramdisk=ramdisk, argv=list(argv))
+    # diskimage-builder: a log file alone means a quiet console; DIB_QUIET=0 keeps both
+    quiet_env = environ.get("DIB_QUIET", "")
+    quiet = quiet_env == "1" if quiet_env else cfg.logfile is not None
     setup_logging(
         debug=1 if (args.debug or cfg.debug_trace) else 0,
         logfile=str(cfg.logfile) if cfg.logfile else None,
-        quiet=cfg.logfile is not None,
+        quiet=quiet,
+        timestamps=False if environ.get("DIB_NO_TIMESTAMP", "0") == "1" else None,
     )
     from dibpy import run
     from dibpy.build import build

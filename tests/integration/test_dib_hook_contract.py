@@ -244,3 +244,30 @@ def test_a_block_device_d_hook_making_its_own_device_is_refused(
     assert "block-device.d hook made its own block device" in r.stderr
     assert "Traceback" not in r.stderr
     assert not list(tmp_path.glob("img*.raw"))
+
+
+def test_quiet_no_timestamp_and_image_usage_report(tmp_path: Path, no_leaks: None) -> None:
+    big = tmp_path / "els" / "big-file"
+    write(big / "README.rst", "big-file\n========\na 12 MiB file\n")
+    write(
+        big / "post-root.d" / "10-big",
+        '#!/bin/bash\nhead -c 12582912 /dev/zero > "$TARGET_ROOT/big-file"\n',
+        mode=0o755,
+    )
+    args = ("-t", "raw", "tiny-os", "big-file", "block-device-mbr")
+    r = _run(
+        tmp_path,
+        tmp_path / "els",
+        tmp_path / "a",
+        *args,
+        DIB_SHOW_IMAGE_USAGE="1",
+        DIB_NO_TIMESTAMP="1",
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = r.stderr[r.stderr.index("image size report") :]
+    assert "12.0 MiB  /big-file" in report
+    assert not re.search(r"^\d\d:\d\d:\d\d ", r.stderr, re.M), "DIB_NO_TIMESTAMP kept the time"
+    # a quiet console shows no progress lines, only what goes wrong
+    r = _run(tmp_path, tmp_path / "els", tmp_path / "b", *args, DIB_QUIET="1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "root.d" not in r.stderr and "image size report" not in r.stderr
