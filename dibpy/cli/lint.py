@@ -10,15 +10,17 @@ from pathlib import Path
 
 from dibpy.cli import entry
 from dibpy.elements import builtin_elements_dir
-from dibpy.lint import lint
+from dibpy.lint import lint, rules_table
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dib-lint",
-        description="Check every element in each ELEMENTS_DIR: README, executable bits, hook "
-        "names that will really run, shell headers, sudo/which, YAML/JSON, shellcheck. "
-        "A file opts out of a rule with '# dib-lint: disable=RULE[,RULE]'.",
+        description="Check every element in each ELEMENTS_DIR with diskimage-builder's "
+        "dib-lint rules (and dibpy's: hook names that will really run, shellcheck, ...). "
+        "A file opts out of rules with '# dib-lint: disable=RULE [RULE...]'; a project with "
+        "'ignore = RULE [RULE...]' in the [dib-lint] section of tox.ini (the current "
+        "directory's, and the nearest one above each ELEMENTS_DIR).",
     )
     p.add_argument(
         "dirs",
@@ -28,25 +30,36 @@ def build_parser() -> argparse.ArgumentParser:
         "else dibpy's built-in library)",
     )
     p.add_argument("--no-shellcheck", action="store_true", help="do not run shellcheck")
+    p.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="RULE[,RULE]",
+        help="do not report these rules (as tox.ini's [dib-lint] ignore)",
+    )
+    p.add_argument("--list-rules", action="store_true", help="list the rules and exit")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only, no warnings")
     return p
 
 
 def main_args(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.list_rules:
+        print(rules_table())
+        return 0
     if args.dirs:
         dirs = [Path(d) for d in args.dirs]
     elif os.environ.get("ELEMENTS_DIR"):
         dirs = [Path(d) for d in os.environ["ELEMENTS_DIR"].split(":") if d]
     else:
         dirs = [builtin_elements_dir()]
-    result = lint(dirs, shellcheck=not args.no_shellcheck)
+    result = lint(dirs, shellcheck=not args.no_shellcheck, ignore=args.ignore)
     shown = result.errors if args.quiet else result.problems
     for problem in shown:
         print(problem)
-    note = ""
+    note = "".join(f" ({p}: [dib-lint] read)" for p in result.config_files)
     if not args.no_shellcheck and result.shellcheck is None:
-        note = " (shellcheck not installed: skipped)"
+        note += " (shellcheck not installed: skipped)"
     print(
         f"dib-lint: {result.elements} elements, {result.files} files: "
         f"{len(result.errors)} errors, {len(result.warnings)} warnings{note}",
