@@ -803,42 +803,34 @@ def lint(
         everywhere |= read_tox_ini(here)
         result.config_files.append(here.resolve())
     found: list[Problem] = []
-    disabled: dict[tuple[str, str], frozenset[str]] = {}
-    global_off: dict[str, frozenset[str]] = {}
     shell: list[SourceFile] = []
     env: list[SourceFile] = []
     for d in dirs:
-        tree_off = set(everywhere)
+        tree_off = frozenset(everywhere)
         tox = find_tox_ini(d)
-        if tox is not None and tox not in result.config_files:
+        if tox is not None:
             tree_off |= read_tox_ini(tox)
-            result.config_files.append(tox)
+            if tox not in result.config_files:
+                result.config_files.append(tox)
         acc = _ElementLint()
         elements = element_dirs(d)
         acc.ignored = git_ignored(d, [p for el in elements for p in _walk_all(el)])
         for el in elements:
             result.elements += 1
             _lint_one(el.name, el, acc, top=True)
-        found += acc.problems
-        shell += acc.shell
-        env += acc.env
+        # filtered per tree: the same element name may be in two trees (an override)
+        off = {(f.element, f.rel): f.disabled | tree_off for f in acc.files}
+        found += (p for p in acc.problems if p.rule not in off.get((p.element, p.file), tree_off))
         for f in acc.files:
-            disabled[(f.element, f.rel)] = f.disabled
-        for p in acc.problems:
-            global_off.setdefault(p.element, frozenset(tree_off))
-        for f in acc.files:
-            global_off.setdefault(f.element, frozenset(tree_off))
+            f.disabled = off[(f.element, f.rel)]
+        shell += (f for f in acc.shell if "shellcheck" not in f.disabled)
+        env += (f for f in acc.env if "shellcheck" not in f.disabled)
         result.files += len(acc.files)
     if shellcheck and run.which("shellcheck"):
         result.shellcheck = run.which("shellcheck")
         found += run_shellcheck(shell, SHELLCHECK_EXCLUDE)
         found += run_shellcheck(env, SHELLCHECK_ENV_EXCLUDE, shell="bash")
-    result.problems = sorted(
-        p
-        for p in found
-        if p.rule not in disabled.get((p.element, p.file), frozenset())
-        and p.rule not in global_off.get(p.element, frozenset())
-    )
+    result.problems = sorted(found)
     return result
 
 

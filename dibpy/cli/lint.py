@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         metavar="ELEMENTS_DIR",
         help="directories holding elements (default: $ELEMENTS_DIR, colon-separated, "
-        "else dibpy's built-in library)",
+        "else ./elements or ./diskimage_builder/elements, else dibpy's built-in library)",
     )
     p.add_argument("--no-shellcheck", action="store_true", help="do not run shellcheck")
     p.add_argument(
@@ -42,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def default_elements_dir(cwd: Path) -> Path:
+    """``elements/`` or ``diskimage_builder/elements/`` here, as diskimage-builder's
+    dib-lint is run from a project's top directory; else dibpy's built-in library."""
+    for rel in ("elements", "diskimage_builder/elements"):
+        if (cwd / rel).is_dir():
+            return cwd / rel
+    return builtin_elements_dir()
+
+
 def main_args(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.list_rules:
@@ -52,7 +61,7 @@ def main_args(argv: Sequence[str]) -> int:
     elif os.environ.get("ELEMENTS_DIR"):
         dirs = [Path(d) for d in os.environ["ELEMENTS_DIR"].split(":") if d]
     else:
-        dirs = [builtin_elements_dir()]
+        dirs = [default_elements_dir(Path.cwd())]
     result = lint(dirs, shellcheck=not args.no_shellcheck, ignore=args.ignore)
     shown = result.errors if args.quiet else result.problems
     for problem in shown:

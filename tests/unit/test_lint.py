@@ -444,7 +444,9 @@ def test_several_dirs(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the command
 
 
-def dib_lint(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def dib_lint(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
     full_env.pop("ELEMENTS_DIR", None) if env is None or "ELEMENTS_DIR" not in env else None
     return subprocess.run(
@@ -452,6 +454,7 @@ def dib_lint(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
         capture_output=True,
         text=True,
         env=full_env,
+        cwd=cwd,
         check=False,
     )
 
@@ -496,9 +499,9 @@ def test_cli_quiet_hides_warnings(tmp_path: Path) -> None:
     assert dib_lint(str(tmp_path), "--no-shellcheck", "-q").stdout == ""
 
 
-def test_cli_defaults_to_the_builtin_library() -> None:
+def test_cli_defaults_to_the_builtin_library(tmp_path: Path) -> None:
     from dibpy.elements import builtin_elements_dir
 
     count = sum(1 for p in builtin_elements_dir().iterdir() if p.is_dir())
-    r = dib_lint("--no-shellcheck")
+    r = dib_lint("--no-shellcheck", cwd=tmp_path)  # no elements/ here
     assert f"dib-lint: {count} elements" in r.stderr, r.stderr

@@ -382,3 +382,29 @@ def test_unreadable_tox_ini_is_one_clear_error(tmp_path: Path) -> None:
     (project / "tox.ini").write_text("no section header\n")
     with pytest.raises(ConfigError, match="tox.ini: cannot read its .dib-lint. section"):
         lint([project / "elements"], shellcheck=False, cwd=project)
+
+
+def test_cli_defaults_to_elements_in_the_current_directory(tmp_path: Path) -> None:
+    project = third_party(tmp_path / "project")
+    (project / "elements" / "bar" / "README.rst").unlink()
+    env = {k: v for k, v in os.environ.items() if k != "ELEMENTS_DIR"}
+    argv = [sys.executable, str(REPO / "bin" / "dib-lint"), "--no-shellcheck"]
+    r = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 1
+    assert r.stdout.startswith("bar:0: readme:")
+    assert "dib-lint: 2 elements" in r.stderr
+
+
+def test_each_tree_keeps_its_own_tox_ini(tmp_path: Path) -> None:
+    """The same element name in two trees (one overriding the other) is filtered by its
+    own tree's settings; a tox.ini shared by two trees applies to both."""
+    one = third_party(tmp_path / "one")
+    two = third_party(tmp_path / "two")
+    (two / "tox.ini").write_text("[tox]\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    found = lint([one / "elements", two / "elements"], shellcheck=False, cwd=elsewhere).problems
+    assert [(p.element, p.file, p.rule) for p in found] == [("bar", "bin/bar-tool", "tabindent")]
+    shutil.copytree(one / "elements", one / "more-elements")
+    both = [one / "elements", one / "more-elements"]
+    assert lint(both, shellcheck=False, cwd=elsewhere).problems == []
