@@ -233,12 +233,11 @@ def cfg_env(cfg: BuildConfig, name: str) -> str:
 
 @functools.cache
 def host_has_diskimage_builder() -> bool:
-    """Whether the host's python3 imports a real diskimage_builder (which then wins)."""
-    py = shutil.which("python3")
-    if py is None:
-        return False
-    r = subprocess.run([py, "-c", "import diskimage_builder"], capture_output=True, check=False)
-    return r.returncode == 0
+    """Whether a real diskimage_builder is importable by DIB_PYTHON_EXEC (our interpreter,
+    which diskimage-builder's elements run their Python tools with); it then wins."""
+    import importlib.util
+
+    return importlib.util.find_spec("diskimage_builder") is not None
 
 
 def needs_sudo_standin(path: str) -> bool:

@@ -103,10 +103,13 @@ class BlockDevice:
         if symbol == "root-fstype":
             return self.root_fs.fstype if self.root_fs else ""
         if symbol == "boot-label":
-            fs = self._fs_at("/boot") or self.root_fs
+            # as diskimage-builder: only a separate /boot has one (the bootloader element
+            # then adds boot=LABEL=... to the kernel command line)
+            fs = self._fs_at("/boot")
             return fs.label if fs else ""
         if symbol == "mount-points":
-            return " ".join(m.mount_point for m in self.mounts() if not m.swap)
+            # "|"-separated, as diskimage-builder's elements split it
+            return "|".join(m.mount_point for m in self.mounts() if not m.swap)
         if symbol == "image-path":
             return str(self.image_path)
         if symbol == "image-block-device":

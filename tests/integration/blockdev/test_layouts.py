@@ -79,7 +79,7 @@ def test_gpt_xfs_root(tmp_path: Path, no_leaks: None) -> None:
 def test_efi(tmp_path: Path, no_leaks: None) -> None:
     cli = Cli(tmp_path, ELEMENTS / "block-device-efi" / "block-device-default.yaml", "1GiB")
     full_cycle(cli, {"etc/hello": "hello root\n", "boot/efi/EFI/BOOT/grub.cfg": "menu\n"})
-    assert cli.getval("mount-points") == "/ /boot/efi"
+    assert cli.getval("mount-points") == "/|/boot/efi"
     esp, bsp, root = partitions(cli.image)
     assert (esp["type"], esp["size"]) == (ESP_GUID, 550 * 2048)
     assert bsp["type"] == BIOS_GUID
@@ -183,4 +183,4 @@ def test_lvm_layout(tmp_path: Path, no_leaks: None) -> None:
         assert not cli.image.exists()
         pytest.skip(f"LVM layout not created: {why}")
     full_cycle(cli, {"etc/hello": "hello root\n", "var/log/x": "v\n", "home/u/x": "h\n"})
-    assert cli.getval("mount-points") == "/ /home /var /boot/efi"
+    assert cli.getval("mount-points") == "/|/home|/var|/boot/efi"

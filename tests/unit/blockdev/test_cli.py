@@ -31,7 +31,7 @@ def test_getval_without_init(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["--params", str(p), "getval", "root-label"]) == 0
     assert capsys.readouterr().out == "img-rootfs\n"
     assert main(["--params", str(p), "getval", "mount-points"]) == 0
-    assert capsys.readouterr().out == "/ /boot/efi\n"
+    assert capsys.readouterr().out == "/|/boot/efi\n"
 
 
 def test_params_from_environment(

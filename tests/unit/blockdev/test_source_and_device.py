@@ -81,9 +81,9 @@ def test_getval_and_fstab_lines(params: BlockDeviceParams) -> None:
         load_config(path.read_text(), params, host_checks=False), params, journal=Journal(None)
     )
     assert bd.getval("root-label") == "cloudimg-rootfs"
-    assert bd.getval("boot-label") == "cloudimg-rootfs"
+    assert bd.getval("boot-label") == ""  # no separate /boot
     assert bd.getval("root-fstype") == "ext4"
-    assert bd.getval("mount-points") == "/ /boot/efi"
+    assert bd.getval("mount-points") == "/|/boot/efi"
     assert bd.getval("image-path") == str(params.image_dir / "image0.raw")
     with pytest.raises(DibpyError, match="only after create"):
         bd.getval("image-block-device")
