@@ -22,10 +22,15 @@ directories ``install.d/*-<type>-install/``, which are linked into ``install.d``
 by the hooks beside them) are not treated as hooks.  :data:`RULES` lists every rule;
 ``dib-lint --list-rules`` prints it.  Where dibpy is stricter it says so there.
 
-The rules dibpy adds beyond diskimage-builder's: ``hook-name``, ``hook-skipped``,
-``shebang``, ``duplicate``, ``json`` (for package-installs.json), ``python-syntax`` and
-``shellcheck``.  dibpy's earlier names for the shared rules (``set-e``, ``set-u``,
-``pipefail``, ``debug-trace``, ``sudo``) are still accepted in disable comments.
+diskimage-builder's checks that it does not let you disable have no name there; here
+they are ``readme``, ``sorted``, ``binbash``, ``export``, ``env-trace``, ``env-executable``,
+``yaml`` and ``json``, and can be disabled like the rest.  dibpy is more lenient in three
+places: ``dibdebugtrace`` is a warning and only for hooks, ``which`` looks only at
+commands in shell scripts (not at the word in any text), and ``set -o errexit`` counts
+as ``set -e``.  The rules dibpy adds: ``hook-name``, ``hook-skipped`` (a warning),
+``shebang`` (a warning), ``duplicate``, ``python-syntax`` and ``shellcheck``.  dibpy's
+earlier names for the shared rules (``set-e``, ``set-u``, ``pipefail``, ``debug-trace``,
+``sudo``) are still accepted wherever a rule name is.
 """
 
 from __future__ import annotations
@@ -113,7 +118,12 @@ RULES: dict[str, Rule] = _rules(
         "dibpy",
         "a numbered file in a phase directory that is not executable, so it never runs",
     ),
-    Rule("shebang", E, "dibpy", "a hook or an executable in bin/ has a #! line"),
+    Rule(
+        "shebang",
+        W,
+        "dibpy",
+        "a hook or an executable in bin/ has a #! line (without one, only a shell runs it)",
+    ),
     Rule("duplicate", E, "dibpy", "element-deps, -provides and -conflicts name each once"),
     Rule("python-syntax", E, "dibpy", "a Python hook or *.py file compiles"),
     Rule(
@@ -266,11 +276,7 @@ class SourceFile:
     @property
     def is_python(self) -> bool:
         interp = self.interpreter or ""
-        return (
-            self.path.suffix == ".py"
-            or interp.startswith("python")
-            or "dib-python" in self.first_line
-        )
+        return self.path.suffix == ".py" or "python" in interp or "dib-python" in self.first_line
 
 
 @dataclass
@@ -490,7 +496,13 @@ def check_yaml(f: SourceFile) -> list[Problem]:
 def check_shebang(f: SourceFile) -> list[Problem]:
     if f.text is None or f.has_shebang:
         return []
-    return [f.problem(1, "shebang", "no #! line, so it cannot be executed")]
+    return [
+        f.problem(
+            1,
+            "shebang",
+            "no #! line: it runs from a shell's fallback, not by exec (add #!/bin/bash)",
+        )
+    ]
 
 
 def _code_lines(f: SourceFile) -> Iterable[tuple[int, str]]:
