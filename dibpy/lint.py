@@ -302,7 +302,7 @@ class LintResult:
 
 def read_tox_ini(path: Path) -> frozenset[str]:
     """The rules ``[dib-lint] ignore`` names in ``path`` (empty if it has no such option)."""
-    conf = configparser.ConfigParser(interpolation=None, strict=False)
+    conf = configparser.ConfigParser(interpolation=None, strict=False, allow_no_value=True)
     try:
         conf.read(path, encoding="utf-8")
     except (configparser.Error, UnicodeDecodeError) as e:

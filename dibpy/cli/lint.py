@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from collections.abc import Sequence
@@ -10,7 +11,8 @@ from pathlib import Path
 
 from dibpy.cli import entry
 from dibpy.elements import builtin_elements_dir
-from dibpy.lint import lint, rules_table
+from dibpy.errors import ConfigError
+from dibpy.lint import ALIASES, RULES, lint, parse_rule_names, rules_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_rule_names(names: Sequence[str]) -> None:
+    """``--ignore`` names must be rules (a typo would silently ignore nothing)."""
+    known = set(RULES) | set(ALIASES)
+    for name in sorted(parse_rule_names(" ".join(names))):
+        if name not in RULES:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "dib-lint --list-rules lists them"
+            raise ConfigError(f"--ignore: no rule called {name!r}", hint=hint)
+
+
 def default_elements_dir(cwd: Path) -> Path:
     """``elements/`` or ``diskimage_builder/elements/`` here, as diskimage-builder's
     dib-lint is run from a project's top directory; else dibpy's built-in library."""
@@ -56,6 +68,7 @@ def main_args(argv: Sequence[str]) -> int:
     if args.list_rules:
         print(rules_table())
         return 0
+    check_rule_names(args.ignore)
     if args.dirs:
         dirs = [Path(d) for d in args.dirs]
     elif os.environ.get("ELEMENTS_DIR"):

@@ -408,3 +408,14 @@ def test_each_tree_keeps_its_own_tox_ini(tmp_path: Path) -> None:
     shutil.copytree(one / "elements", one / "more-elements")
     both = [one / "elements", one / "more-elements"]
     assert lint(both, shellcheck=False, cwd=elsewhere).problems == []
+
+
+def test_cli_ignore_names_must_be_rules(tmp_path: Path) -> None:
+    argv = [sys.executable, str(REPO / "bin" / "dib-lint"), str(tmp_path), "--ignore"]
+    r = subprocess.run([*argv, "sete,tabindnet"], capture_output=True, text=True, check=False)
+    assert r.returncode == 2
+    assert "no rule called 'tabindnet'" in r.stderr and "'tabindent'" in r.stderr
+    assert "Traceback" not in r.stderr
+    # dibpy's earlier names are rules too
+    r = subprocess.run([*argv, "set-e pipefail"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
