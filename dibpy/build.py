@@ -134,6 +134,8 @@ def plan(cfg: BuildConfig) -> Plan:
         outputs.append((plugin, base.with_name(base.name + "." + plugin.extension)))
     if no_final:
         outputs = []
+    for warning in inapplicable_options(cfg, no_final):
+        LOG.warning("%s", warning)
     try:
         outputs_mod.validate([p for p, _ in outputs], output_options(cfg))
     except ConfigError as e:
@@ -163,6 +165,43 @@ def plan(cfg: BuildConfig) -> Plan:
         block_device_text=bd_text,
         block_device_origin=bd_origin,
     )
+
+
+#: options that shape the image (disk-image-create flag, BuildConfig field)
+_IMAGE_OPTIONS = (
+    ("--image-size", "image_size"),
+    ("--image-extra-size", "image_extra_size"),
+    ("--max-online-resize", "max_online_resize"),
+    ("--mkfs-options", "mkfs_options"),
+    ("--mkfs-journal-size", "mkfs_journal_size"),
+    ("--qemu-img-options", "qemu_img_options"),
+    ("--root-label", "root_label"),
+    ("--checksum", "checksum"),
+    ("-u", "uncompressed"),
+)
+
+
+def inapplicable_options(cfg: BuildConfig, no_final: bool) -> list[str]:
+    """Options given that this build will not use: each is worth a warning, not silence."""
+    out = []
+    if no_final:
+        why = "a ramdisk build" if cfg.ramdisk else "no-final-image"
+        for flag, name in _IMAGE_OPTIONS:
+            if getattr(cfg, name):
+                out.append(f"{flag} has no effect: {why} writes no disk image")
+        if cfg.image_types != ("qcow2",) and not cfg.ramdisk:
+            out.append(f"-t {','.join(cfg.image_types)} has no effect: {why} writes no image")
+        return out
+    if cfg.max_online_resize and not cfg.fs_type.startswith("ext"):
+        out.append(
+            f"--max-online-resize has no effect on a {cfg.fs_type} root (it sets ext2/3/4's "
+            "resize limit)"
+        )
+    if cfg.mkfs_journal_size and cfg.fs_type not in ("ext3", "ext4"):
+        out.append(f"--mkfs-journal-size has no effect on a {cfg.fs_type} root")
+    if cfg.uncompressed and not any(t in ("qcow2", "qcow2c") for t in cfg.image_types):
+        out.append("-u has no effect: no qcow2 output is written")
+    return out
 
 
 def output_options(cfg: BuildConfig) -> OutputOptions:

@@ -174,3 +174,18 @@ def test_version_answers_as_diskimage_builder_does() -> None:
             check=True,
         )
         assert Version(r.stdout.strip()) >= Version("3.43.0"), r.stdout
+
+
+def test_options_a_build_will_not_use_are_warned_about() -> None:
+    from dibpy.build import inapplicable_options
+
+    xfs = cfg({"max_online_resize": "5000", "mkfs_journal_size": "32"}, {"FS_TYPE": "xfs"})
+    found = inapplicable_options(xfs, no_final=False)
+    assert any("--max-online-resize" in w and "xfs" in w for w in found)
+    assert any("--mkfs-journal-size" in w for w in found)
+    assert inapplicable_options(cfg({"max_online_resize": "5000"}), no_final=False) == []
+    ramdisk = build_config({"image_size": "3", "checksum": True}, ["x"], {}, ramdisk=True)
+    found = inapplicable_options(ramdisk, no_final=True)
+    assert [w.split()[0] for w in found] == ["--image-size", "--checksum"]
+    assert all("ramdisk" in w for w in found)
+    assert inapplicable_options(cfg(), no_final=True) == []
