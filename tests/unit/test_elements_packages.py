@@ -242,3 +242,21 @@ def test_builtin_package_lists_squash_for_a_debian_vm(tmp_path: Path) -> None:
     tree = hook_tree(tmp_path / "bullseye")
     assert run_extra_data(tree, els, DIB_BLOCK_DEVICE="mbr", DIB_RELEASE="bullseye").returncode == 0
     assert "systemd-resolved" not in lists(tree)["install.d.install"]
+
+
+def test_legacy_package_installs_files_are_installed_in_their_phase(tmp_path: Path) -> None:
+    """diskimage-builder's deprecated <phase>/package-installs-<element> lists."""
+    old = make_element(tmp_path / "els", "old-style", {})
+    (old / "install.d").mkdir()
+    (old / "install.d" / "package-installs-old-style").write_text(
+        "# a comment\nvim\n\n-nano\nless  # trailing\n"
+    )
+    (old / "pre-install.d").mkdir()
+    (old / "pre-install.d" / "package-installs-old-style").write_text("early-pkg\n")
+    tree = hook_tree(tmp_path)
+    r = run_extra_data(tree, {"old-style": old})
+    assert r.returncode == 0, r.stderr
+    got = lists(tree)
+    assert got["install.d.install"] == ["vim", "less"]
+    assert got["pre-install.d.install"] == ["early-pkg"]
+    assert got["post-install.d.uninstall"] == ["nano"]

@@ -1,6 +1,7 @@
 """Squash every element's package-installs file into per-phase package lists (build host).
 
-Reads ``package-installs.yaml`` / ``.json`` of each element in IMAGE_ELEMENT_YAML, applies
+Reads ``package-installs.yaml`` / ``.json`` of each element in IMAGE_ELEMENT_YAML (and
+the deprecated ``<phase>/package-installs-<name>`` lists), applies
 ``phase``, ``uninstall``, ``build-only``, ``installtype``, ``arch``/``not-arch``,
 ``dib_python_version`` and ``when``, maps names through the element's pkg-map for
 DISTRO_NAME/DIB_RELEASE, and writes into the hook tree:
@@ -119,6 +120,29 @@ def element_file(path: Path) -> Path | None:
     return None
 
 
+def legacy_lists(path: Path) -> list[tuple[str, str, str]]:
+    """The deprecated ``<phase>/package-installs-<name>`` files of an element: one package
+    per line, installed in that phase; ``-name`` is removed after install.d (with the
+    other uninstalls, post-install.d/95).  Returns (phase, package, action)."""
+    out = []
+    for phase in PHASES:
+        d = path / phase
+        if not d.is_dir():
+            continue
+        for f in sorted(d.glob("package-installs-*")):
+            if not f.is_file():
+                continue
+            for line in f.read_text().splitlines():
+                pkg = line.split("#", 1)[0].strip()
+                if not pkg:
+                    continue
+                if pkg.startswith("-"):
+                    out.append(("post-install.d", pkg[1:], "uninstall"))
+                else:
+                    out.append((phase, pkg, "install"))
+    return out
+
+
 def squash(
     elements: Mapping[str, Path], env: Mapping[str, str]
 ) -> dict[str, dict[str, list[list[str]]]]:
@@ -128,6 +152,10 @@ def squash(
     py_version = env.get("DIB_PYTHON_VERSION", "3")
     out: dict[str, dict[str, list[list[str]]]] = {}
     for element, path in sorted(elements.items()):
+        for phase, pkg, action in legacy_lists(path):
+            lst = out.setdefault(phase, {}).setdefault(action, [])
+            if [pkg, element] not in lst:
+                lst.append([pkg, element])
         f = element_file(path)
         if f is None:
             continue
