@@ -50,7 +50,9 @@ def test_mypy_strict() -> None:
 def test_shellcheck_on_our_scripts() -> None:
     # the elements' hooks are shellchecked by dib-lint (below); these are the rest
     scripts = [REPO / "dev", REPO / ".ci" / "run", *sorted((REPO / "bench").glob("dib-standins/*"))]
-    scripts += sorted((REPO / "dibpy" / "lib").iterdir())
+    lib = REPO / "dibpy" / "lib"
+    scripts += sorted(p for p in lib.iterdir() if p.is_file())
+    scripts += sorted((lib / "bin").iterdir())
     check([tool("shellcheck"), "-s", "bash", *map(str, scripts)])
 
 
