@@ -8,6 +8,7 @@ Skipped, with the probed reason, when chroot does not work or busybox is missing
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -276,3 +277,82 @@ def test_upstart_job_lands_and_an_unknown_init_system_fails(tree: Path) -> None:
     (tree / "tmp/in_target.d/init-scripts/runit").mkdir()
     r = in_chroot(tree, "install.d/20-install-init-scripts", "runit")
     assert r.returncode == 1 and "not a known type" in r.stderr
+
+
+# --- diskimage-builder's own ramdisk build, on our $_LIB ---------------------------------
+
+
+@pytest.fixture
+def host_overlay(tmp_path: Path) -> Iterator[Path]:
+    """The host's / under a writable overlay: a root with every tool, changed harmlessly."""
+    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "merged"
+    for d in (upper, work, merged):
+        d.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o",
+         f"lowerdir=/,upperdir={upper},workdir={work}", str(merged)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount an overlay of /: {r.stderr.strip()}")
+    try:
+        yield merged
+    finally:
+        for m in sorted(mounts_under(merged), key=len, reverse=True):
+            subprocess.run(["umount", "-l", m], check=False)
+
+
+def test_dib_ramdisk_element_builds_its_initramfs_on_our_lib(host_overlay: Path) -> None:
+    """diskimage-builder's ramdisk-base extra-data.d copies $_LIB into the chroot and its
+    ramdisk post-install.d/99-build-ramdisk builds the busybox initramfs with it."""
+    if shutil.which("busybox") is None or shutil.which("cpio") is None:
+        pytest.skip("busybox or cpio is not installed")
+    root = host_overlay
+    dib = dib_elements()
+    version = "9.9.9-dibpy"
+    write(root / "boot" / f"vmlinuz-{version}", "kernel\n")
+    write(root / f"lib/modules/{version}/kernel/fs/foo.ko", "module\n")
+    write(root / f"lib/modules/{version}/kernel/drivers/video/xyzfb.ko", "framebuffer\n")
+    write(root / "lib/udev/rules.d/80-drivers.rules", "# drivers\n")
+    for tool in ("udevadm", "dhclient"):
+        if not shutil.which(tool):
+            write(root / "usr/local/bin" / tool, "#!/bin/sh\nexit 0\n", 0o755)
+    write(root / "etc/dib_binary_deps", "dhclient ip\n")
+    hooks = root / "tmp" / "in_target.d"
+    if hooks.exists():
+        shutil.rmtree(hooks)
+    from dibpy.elements.model import Element
+    from dibpy.hooks import merge_hooks
+
+    merge_hooks(
+        [Element("ramdisk", dib / "ramdisk"), Element("ramdisk-base", dib / "ramdisk-base")], hooks
+    )
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+           "DIB_DEBUG_TRACE": "0", "DISTRO_NAME": "debian", "LC_ALL": "C"}  # fmt: skip
+    # extra-data.d, on the host, with our $_LIB
+    r = subprocess.run(
+        ["bash", str(dib / "ramdisk-base/extra-data.d/01-inject-ramdisk-build-files")],
+        env={**env, "_LIB": str(LIB), "TMP_MOUNT_PATH": str(root)},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    # post-install.d runs with proc, dev and sys mounted, as in a build
+    mounted = bash("mount_proc_dev_sys", "common-functions", TMP_MOUNT_PATH=str(root))
+    assert mounted.returncode == 0, mounted.stderr
+    r = subprocess.run(
+        ["chroot", str(root), "/bin/bash", "/tmp/in_target.d/post-install.d/99-build-ramdisk"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (root / "tmp/kernel").read_text() == "kernel\n"
+    listing = subprocess.run(
+        ["cpio", "-it"], input=gzip.decompress((root / "tmp/ramdisk").read_bytes()),
+        capture_output=True, check=True,
+    ).stdout.decode().split()  # fmt: skip
+    want = {
+        "init", "bin/busybox", "bin/bash", "bin/sh", "bin/ip", "bin/dhclient",
+        f"lib/modules/{version}/kernel/fs/foo.ko", "lib/udev/rules.d/80-drivers.rules",
+        "lib/udev/rules.d/60-persistent-storage.rules", "etc/modprobe.d/blacklist-dib-ramdisk.conf",
+    }  # fmt: skip
+    assert want <= set(listing), sorted(want - set(listing))
+    assert not any(n.endswith("xyzfb.ko") for n in listing)
