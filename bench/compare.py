@@ -20,7 +20,6 @@ Run as root, from a checkout, with dibpy's venv active.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import re
@@ -33,6 +32,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from tests.dibref import dib_mirror_env  # noqa: E402
+
 ELEMENTS = ["debian-minimal", "vm"]
 # the same release for both (diskimage-builder's default is "stable")
 COMMON_ENV = {"DIB_RELEASE": "bookworm"}
@@ -106,26 +108,11 @@ def device_mapper_works() -> bool:
     return True
 
 
-@functools.cache
-def host_mirrors() -> dict[str, str]:
-    """The Debian archive and security archive of the host's apt sources, so that both
-    tools fetch from the same place (diskimage-builder's defaults name public hosts)."""
-    tool = REPO / "elements" / "debootstrap" / "debootstrap-tools" / "host_apt_sources.py"
-    out = subprocess.run([sys.executable, str(tool), "/"], capture_output=True, text=True).stdout
-    found = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    env = {}
-    if "mirror" in found:
-        env["DIB_DISTRIBUTION_MIRROR"] = found["mirror"]
-    if "security" in found:
-        env["DIB_DEBIAN_SECURITY_MIRROR"] = found["security"]
-    return env
-
-
 def dib_build(venv: Path, work: Path, name: str, cache: Path, standins: bool) -> Run:
     path = f"{venv}/bin:{os.environ['PATH']}"
     if standins:
         path = f"{STANDINS}:{path}"
-    env = dict(os.environ, DIB_IMAGE_CACHE=str(cache), PATH=path, **COMMON_ENV, **host_mirrors())
+    env = dict(os.environ, DIB_IMAGE_CACHE=str(cache), PATH=path, **COMMON_ENV, **dib_mirror_env())
     out = work / name
     cmd = [str(venv / "bin" / "disk-image-create"), "-o", str(out), *ELEMENTS]
     secs, peak = timed(cmd, env, work / f"{name}.log")

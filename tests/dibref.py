@@ -91,3 +91,21 @@ def dib_elements() -> Path:
 
 def dib_block_device_configs() -> Path:
     return dib_release() / "diskimage_builder" / "block_device" / "tests" / "config"
+
+
+@functools.cache
+def dib_mirror_env() -> dict[str, str]:
+    """The host's own Debian archive and security archive (from its apt sources), as the
+    variables diskimage-builder's Debian elements read; their defaults name public hosts."""
+    repo = Path(__file__).resolve().parent.parent
+    tool = repo / "elements" / "debootstrap" / "debootstrap-tools" / "host_apt_sources.py"
+    out = subprocess.run(
+        [sys.executable, str(tool), "/"], capture_output=True, text=True, check=False
+    ).stdout
+    found = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    env = {}
+    if "mirror" in found:
+        env["DIB_DISTRIBUTION_MIRROR"] = found["mirror"]
+    if "security" in found:
+        env["DIB_DEBIAN_SECURITY_MIRROR"] = found["security"]
+    return env

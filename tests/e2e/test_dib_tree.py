@@ -11,30 +11,13 @@ must boot and let the dev user log in, and nothing may be left mounted.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, our_loops, our_mounts
-from tests.dibref import dib_elements
+from tests.conftest import our_loops, our_mounts
+from tests.dibref import dib_elements, dib_mirror_env
 from tests.e2e.conftest import DEV_PASSWORD, DEV_USER, Built, run_build
-
-
-def host_mirrors() -> dict[str, str]:
-    """diskimage-builder's Debian elements default to public hosts: point them at the
-    host's own apt sources, as a user on this host would."""
-    tool = REPO / "elements" / "debootstrap" / "debootstrap-tools" / "host_apt_sources.py"
-    out = subprocess.run(
-        [sys.executable, str(tool), "/"], capture_output=True, text=True, check=True
-    ).stdout
-    found = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    env = {}
-    if "mirror" in found:
-        env["DIB_DISTRIBUTION_MIRROR"] = found["mirror"]
-    if "security" in found:
-        env["DIB_DEBIAN_SECURITY_MIRROR"] = found["security"]
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +34,7 @@ def dib_tree_image(tmp_path_factory: pytest.TempPathFactory, image_cache: Path) 
         DIB_DEV_USER_USERNAME=DEV_USER,
         DIB_DEV_USER_PASSWORD=DEV_PASSWORD,
         DIB_DEV_USER_PWDLESS_SUDO="yes",
-        **host_mirrors(),
+        **dib_mirror_env(),
     )
     # diskimage-builder's dpkg element bind-mounts its apt cache into the tree
     assert our_mounts() - mounts == set(), "a mount outlived the build"
@@ -110,7 +93,7 @@ def test_ramdisk_from_diskimage_builders_tree(
         image_cache,
         ELEMENTS_PATH=str(dib_elements()),
         DIB_RELEASE="bookworm",
-        **host_mirrors(),
+        **dib_mirror_env(),
     )
     assert "post-install.d/99-build-ramdisk" in built.log
     kernel, initramfs = built.file(".kernel"), built.file(".initramfs")

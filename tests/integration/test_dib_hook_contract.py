@@ -51,12 +51,12 @@ def _dib_style_element(root: Path, record: Path) -> Path:
     cache = root / "shared-cache"
     (cache / "marker-from-cache").parent.mkdir(parents=True)
     (cache / "marker-from-cache").write_text("cached\n")
-    # like diskimage-builder's dpkg/root.d/50-shared-apt-cache: a bind mount it never undoes
+    # like diskimage-builder's dpkg/root.d/50-shared-apt-cache: a bind mount it never undoes, made through sudo
     write(
         el / "root.d" / "60-shared-cache",
         "#!/bin/bash\nset -eu -o pipefail\n"
         'mkdir -p "$TARGET_ROOT/var/cache/shared"\n'
-        f'mount --bind {cache} "$TARGET_ROOT/var/cache/shared"\n'
+        f'sudo mount --bind {cache} "$TARGET_ROOT/var/cache/shared"\n'
         + RECORD.format("mounted", record),
         mode=0o755,
     )
