@@ -386,6 +386,9 @@ class Build:
             env["PATH"] = CHROOT_PATH
             # diskimage-builder's chroot hooks run as root with root's home
             env["HOME"] = "/root"
+            # a host directory: a chroot hook making its own build dir (its ramdisk
+            # element's mk_build_dir) must do it in the chroot's /tmp
+            env.pop("TMP_DIR", None)
             env.update(chroot.chroot_env_additions())
         else:
             # elements written for diskimage-builder call their bin/ tools by name on the host
