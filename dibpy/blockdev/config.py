@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
@@ -31,6 +31,7 @@ import yaml
 from dibpy.blockdev.params import BlockDeviceParams
 from dibpy.blockdev.plugin import Node, RawNode, ValidationContext, plugins
 from dibpy.errors import MultiError
+from dibpy.log import LOG
 
 ROOT_MKFS = "mkfs_root"
 
@@ -61,6 +62,8 @@ class BlockDeviceConfig:
     graph: nx.DiGraph
     order: list[str]
     params: BlockDeviceParams
+    #: what diskimage-builder accepts but looks wrong (unknown keys, odd values)
+    warnings: list[str] = field(default_factory=list)
 
     def nodes_of(self, plugin: str) -> list[Node]:
         return [self.nodes[n] for n in self.order if self.nodes[n].plugin == plugin]
@@ -170,17 +173,33 @@ def _json_path(parts: Any) -> str:
     return s
 
 
-def schema_problems(raw: RawNode, schema: Mapping[str, Any], plugin_names: set[str]) -> list[str]:
+def schema_problems(
+    raw: RawNode,
+    schema: Mapping[str, Any],
+    plugin_names: set[str],
+    warnings: list[str] | None = None,
+) -> list[str]:
+    """The schema's complaints about one entry, each with its YAML path.
+
+    Unknown keys are not problems: diskimage-builder ignores them, so they go to
+    ``warnings`` (with a did-you-mean) and the entry keeps its meaning.
+    """
     validator = jsonschema.Draft202012Validator(schema)
     problems = []
     for err in sorted(validator.iter_errors(raw.config), key=lambda e: list(e.absolute_path)):
         where = raw.path + _json_path(err.absolute_path)
+        if err.validator == "required" and not raw.name and "'name'" in err.message:
+            continue  # flatten() has said "missing name" already
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             known = set(err.schema.get("properties", {}))
             for extra in sorted(set(err.instance) - known):
-                problems.append(
-                    f"{where}.{extra}: unknown key" + did_you_mean(str(extra), known | plugin_names)
+                msg = f"{where}.{extra}: unknown key, ignored" + did_you_mean(
+                    str(extra), known | plugin_names
                 )
+                if warnings is not None:
+                    warnings.append(msg)
+                else:
+                    problems.append(msg)
             continue
         problems.append(f"{where}: {err.message}")
     return problems
@@ -192,7 +211,10 @@ def _merge_root_params(raw: RawNode, params: BlockDeviceParams) -> None:
         return
     raw.config.setdefault("type", params.root_fs_type)
     if "label" not in raw.config:
-        raw.config["label"] = params.effective_root_label
+        # the default follows this filesystem's own type (xfs labels are short)
+        raw.config["label"] = params.root_label or (
+            "img-rootfs" if raw.config["type"] == "xfs" else "cloudimg-rootfs"
+        )
     if "opts" not in raw.config and params.root_fs_opts:
         raw.config["opts"] = list(params.root_fs_opts)
 
@@ -217,11 +239,17 @@ def load_config(
 
     nodes: dict[str, Node] = {}
     where: dict[str, str] = {}
+    warnings: list[str] = []
+    # names of entries with schema problems: they are reported once, and whatever is
+    # built on them is not reported again as undefined
+    broken: set[str] = set()
     for raw in raws:
         cls = classes[raw.plugin]
-        bad = schema_problems(raw, cls.schema(), names)
+        bad = schema_problems(raw, cls.schema(), names, warnings)
         if bad:
             problems += bad
+            broken.add(raw.name)
+            broken.update(_inner_names(raw.config))
             continue
         if not raw.name:
             continue
@@ -242,6 +270,8 @@ def load_config(
         graph.add_node(name)
     for node in nodes.values():
         for base in node.bases:
+            if base in broken and base not in nodes:
+                continue
             if base not in nodes:
                 problems.append(
                     f"{node.path}.base: undefined node {base!r}" + did_you_mean(base, nodes)
@@ -277,13 +307,39 @@ def load_config(
         for n in order:
             nodes[n].validate(ctx)
         problems += ctx.problems
-        if host_checks and not problems:
-            seen: set[str] = set()
-            for n in order:
-                for p in nodes[n].host_problems():
-                    if p not in seen:
-                        seen.add(p)
-                        problems.append(f"{nodes[n].path}: {p}")
+        warnings += ctx.warnings
+    elif not broken:
+        # the graph is unsound, but nodes whose bases all exist can still be checked
+        # on their own (labels, sizes), so one run reports those too
+        ctx = ValidationContext(nodes, params)
+        for node in nodes.values():
+            try:
+                node.validate(ctx)
+            except (KeyError, TypeError, AttributeError):
+                continue  # it needed a node that is not there (reported above)
+        problems += ctx.problems
+    if not problems and host_checks:
+        seen: set[str] = set()
+        for n in order:
+            for p in nodes[n].host_problems():
+                if p not in seen:
+                    seen.add(p)
+                    problems.append(f"{nodes[n].path}: {p}")
     if problems:
         raise BlockDeviceConfigError(problems, origin)
-    return BlockDeviceConfig(origin, data, {n: nodes[n] for n in order}, graph, order, params)
+    for w in warnings:
+        LOG.warning("block-device config (%s): %s", origin, w)
+    return BlockDeviceConfig(
+        origin, data, {n: nodes[n] for n in order}, graph, order, params, warnings
+    )
+
+
+def _inner_names(config: Mapping[str, Any]) -> set[str]:
+    """Names an entry defines besides its own (partitions, pvs, vgs, lvs)."""
+    out: set[str] = set()
+    for key in ("partitions", "pvs", "vgs", "lvs"):
+        items = config.get(key)
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                out.add(item["name"])
+    return out

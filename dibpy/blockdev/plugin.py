@@ -63,9 +63,14 @@ class ValidationContext:
         self.nodes = nodes
         self.params = params
         self.problems: list[str] = []
+        self.warnings: list[str] = []
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
+
+    def warn(self, path: str, message: str) -> None:
+        """Something diskimage-builder accepts but that is probably a mistake."""
+        self.warnings.append(f"{path}: {message}")
 
 
 class CreateContext:

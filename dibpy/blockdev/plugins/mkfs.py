@@ -15,7 +15,6 @@ from typing import ClassVar
 
 from dibpy import run
 from dibpy.blockdev.plugin import CreateContext, Node, ValidationContext
-from dibpy.errors import ConfigError
 
 LABEL_MAX: dict[str, int] = {
     "ext2": 16,
@@ -23,7 +22,7 @@ LABEL_MAX: dict[str, int] = {
     "ext4": 16,
     "xfs": 12,
     "vfat": 11,
-    "swap": 15,
+    "swap": 16,
     "btrfs": 255,
     "ntfs": 128,
 }
@@ -42,8 +41,13 @@ PROGRAMS: dict[str, str] = {
 _VFAT_ID = re.compile(r"^[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}$")
 
 
+def canonical_type(fstype: str) -> str:
+    """diskimage-builder's ``fat`` is ``vfat``."""
+    return "vfat" if fstype == "fat" else fstype
+
+
 def normalise_label(fstype: str, label: str) -> str:
-    return label.upper() if fstype == "vfat" else label
+    return label.upper() if canonical_type(fstype) == "vfat" else label
 
 
 def mkfs_argv(
@@ -55,7 +59,8 @@ def mkfs_argv(
     partition_start: int | None = None,
 ) -> list[str]:
     """The command that makes the filesystem (``opts`` go before the device)."""
-    prog = PROGRAMS[fstype]
+    fstype = canonical_type(fstype)
+    prog = PROGRAMS.get(fstype, f"mkfs.{fstype}")
     if fstype in ("ext2", "ext3", "ext4"):
         argv = [prog, "-F", "-q", "-L", label] + (["-U", uuid] if uuid else [])
     elif fstype == "xfs":
@@ -70,8 +75,9 @@ def mkfs_argv(
             argv += ["-p", str(partition_start)]
     elif fstype == "swap":
         argv = [prog, "-L", label] + (["-U", uuid] if uuid else [])
-    else:  # pragma: no cover - the schema allows only the types above
-        raise ConfigError(f"unknown filesystem type {fstype}")
+    else:
+        # any other TYPE: mkfs.TYPE, labelled as diskimage-builder does (mkfs -t TYPE -L)
+        argv = [prog, "-L", label]
     return argv + opts + [device]
 
 
@@ -82,7 +88,7 @@ class Mkfs(Node):
 
     @property
     def fstype(self) -> str:
-        return str(self.config.get("type", ""))
+        return canonical_type(str(self.config.get("type", "")))
 
     @property
     def label(self) -> str:
@@ -100,8 +106,10 @@ class Mkfs(Node):
             )
             return
         where = f"{self.path}.label" if "label" in self.config else self.path
-        limit = LABEL_MAX[self.fstype]
-        if len(self.label) > limit:
+        limit = LABEL_MAX.get(self.fstype, 0)
+        if not limit:
+            ctx.warn(self.path, f"the label length cannot be checked for {self.fstype}")
+        elif len(self.label) > limit:
             what = "label" if "label" in self.config else "label (the node name)"
             ctx.problem(
                 where,
@@ -126,20 +134,21 @@ class Mkfs(Node):
         if u is not None:
             if self.fstype == "vfat":
                 if not _VFAT_ID.match(u):
-                    ctx.problem(
+                    ctx.warn(
                         f"{self.path}.uuid",
                         f"{u!r} is not a FAT volume id (8 hex digits, e.g. 1234-ABCD)",
                     )
             elif self.fstype == "ntfs":
-                ctx.problem(f"{self.path}.uuid", "ntfs serial numbers cannot be set")
+                ctx.warn(f"{self.path}.uuid", "ntfs serial numbers cannot be set; ignored")
             else:
                 try:
                     uuidlib.UUID(u)
                 except ValueError:
-                    ctx.problem(f"{self.path}.uuid", f"{u!r} is not a UUID")
+                    ctx.warn(f"{self.path}.uuid", f"{u!r} is not a UUID: mkfs will refuse it")
 
     def host_problems(self) -> list[str]:
-        missing = [PROGRAMS[self.fstype]] if run.which(PROGRAMS[self.fstype]) is None else []
+        prog = PROGRAMS.get(self.fstype, f"mkfs.{self.fstype}")
+        missing = [prog] if run.which(prog) is None else []
         if self.fstype == "vfat":
             missing += [p for p in ("mcopy",) if run.which(p) is None]
         if self.fstype == "ntfs":

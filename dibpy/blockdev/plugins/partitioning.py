@@ -66,12 +66,37 @@ def gpt_type(value: object) -> str:
     s = f"{value:04X}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
     if _GUID.match(s):
         return s.upper()
-    if _HEX4.match(s) and s.upper() in GPT_TYPES:
-        return GPT_TYPES[s.upper()]
+    code = _gpt_code(s)
+    if code is not None:
+        # sgdisk (which diskimage-builder calls) gives a code it does not know the
+        # Linux filesystem type; validation warns about it
+        return GPT_TYPES.get(code, GPT_TYPES["8300"])
     known = ", ".join(sorted(GPT_TYPES))
     raise ConfigError(
         f"unknown GPT partition type {value!r}", hint=f"use a type GUID or one of the codes {known}"
     )
+
+
+def _gpt_code(s: str) -> str | None:
+    """An sgdisk type code (``EF00``, ``0x4100``) in canonical form, or None."""
+    s = s.strip()
+    if s[:2].lower() == "0x":
+        s = s[2:]
+    if re.fullmatch(r"[0-9A-Fa-f]{1,4}", s):
+        return s.upper().rjust(4, "0")
+    return None
+
+
+def gpt_type_unknown(value: object) -> bool:
+    """Whether ``value`` is a well-formed sgdisk code missing from GPT_TYPES."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        s = "8300" if value is None else f"{value:04X}"
+    else:
+        s = str(value)
+    if _GUID.match(s):
+        return False
+    code = _gpt_code(s)
+    return code is not None and code not in GPT_TYPES
 
 
 def mbr_type(value: object) -> int:
@@ -347,6 +372,8 @@ class Partitioning(Node):
             ctx.problem(f"{self.path}.align", "must be a positive multiple of 512 bytes")
             return
         for p in self.partitions:
+            if self.label == "gpt" and "primary" in (p.config.get("flags") or ()):
+                ctx.problem(f"{p.path}.flags", "the primary flag is for MBR, not GPT")
             try:
                 if not is_percent(p.config.get("size")):
                     parse_size(p.config.get("size"))
@@ -355,6 +382,12 @@ class Partitioning(Node):
             try:
                 if self.label == "gpt":
                     gpt_type(p.config.get("type"))
+                    if gpt_type_unknown(p.config.get("type")):
+                        ctx.warn(
+                            f"{p.path}.type",
+                            f"unknown sgdisk type code {p.config.get('type')!r}; "
+                            "it gets the Linux filesystem type (8300), as sgdisk does",
+                        )
                 else:
                     mbr_type(p.config.get("type"))
             except ConfigError as e:

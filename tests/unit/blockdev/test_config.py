@@ -127,7 +127,9 @@ def test_errors_are_all_reported_with_paths(params: BlockDeviceParams) -> None:
         and "did you mean 'image0'" in p
         for p in problems
     )
-    assert len(problems) == 3  # size problems come after the graph is sound
+    # a node's own checks run even when the graph is unsound
+    assert "config[3].partitioning.partitions[1].size: '8 XB' has an unknown unit 'XB'" in problems
+    assert len(problems) == 4
 
 
 def test_semantic_errors_with_paths(params: BlockDeviceParams) -> None:
@@ -184,12 +186,44 @@ def test_duplicate_and_missing_names(params: BlockDeviceParams) -> None:
 - mkfs: {name: fs, base: image0, type: ext4, labl: x}
 """
     problems = problems_of(text, params)
-    assert (
-        "config[1].local_loop: duplicate name 'image0' (first defined at "
-        "config[0].local_loop)" in problems
-    )
-    assert "config[2].local_loop: missing name" in problems
-    assert "config[3].mkfs.labl: unknown key (did you mean 'label'?)" in problems
+    assert sorted(problems) == [
+        "config[1].local_loop: duplicate name 'image0' (first defined at config[0].local_loop)",
+        "config[2].local_loop: missing name",
+    ]
+
+
+def test_unknown_keys_are_warnings(params: BlockDeviceParams) -> None:
+    # diskimage-builder ignores keys it does not know; so do we, but we say so
+    text = """
+- local_loop: {name: image0, size: 1GiB}
+- mkfs:
+    {name: fs, base: image0, type: ext4, labl: x, mount: {mount_point: /, fstab: {fck-passno: 1}}}
+"""
+    cfg = load_config(text, params, host_checks=False)
+    assert cfg.warnings == [
+        "config[1].mkfs.labl: unknown key, ignored (did you mean 'label'?)",
+        "config[1].mkfs.mount.fstab.fck-passno: unknown key, ignored (did you mean 'fsck-passno'?)",
+    ]
+    assert cfg.nodes["fs"].label == "fs"
+
+
+def test_a_schema_error_is_reported_once(params: BlockDeviceParams) -> None:
+    # nothing built on the bad entry is reported as undefined
+    text = """
+- local_loop: {name: image0, size: 1GiB}
+- partitioning:
+    base: image0
+    label: gpt
+    partitions:
+      - {name: root, size: [100%], mkfs: {name: mkfs_root, mount: {mount_point: /, fstab: {}}}}
+- lvm:
+    name: lvm
+    pvs: [{name: pv, base: root}]
+    vgs: [{name: vg, base: [pv]}]
+    lvs: [{name: lv, base: vg, size: 1GiB}]
+"""
+    (problem,) = problems_of(text, params)
+    assert problem.startswith("config[1].partitioning.partitions[0].size: [")
 
 
 def test_schema_errors_have_paths(params: BlockDeviceParams) -> None:

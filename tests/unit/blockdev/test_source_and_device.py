@@ -103,15 +103,16 @@ def test_lvm_commands(params: BlockDeviceParams) -> None:
 - local_loop: {name: image0, size: 4GiB}
 - lvm:
     name: lvm
-    pvs: [{name: pv, base: image0}]
+    pvs: [{name: pv, base: image0, options: [--force]}]
     vgs: [{name: vg, base: [pv]}]
     lvs:
       - {name: pool, base: vg, type: thin-pool, size: 2GiB}
-      - {name: thin1, base: vg, thin_pool: pool, size: 10GiB}
+      - {name: thin1, base: vg, type: thin, thin-pool: pool, size: 1000M}
       - {name: lv-a, base: vg, extents: 10%VG}
 - mkfs: {name: fs, base: thin1, type: ext4}
 """
     cfg = load_config(text, params, host_checks=False)
+    assert cfg.order.index("lvm") < cfg.order.index("pv") < cfg.order.index("vg")
     assert cfg.order.index("pool") < cfg.order.index("thin1")
     calls: list[list[str]] = []
 
@@ -122,29 +123,31 @@ def test_lvm_commands(params: BlockDeviceParams) -> None:
     bd = BlockDevice(cfg, params, journal=Journal(None))
     bd.journal.set_values("image0", device="/dev/loop9")
     with run.fake_runner(fake), ExitStack() as stack:
-        for name in ("pv", "vg", "pool", "thin1", "lv-a"):
-            from dibpy.blockdev.plugin import CreateContext
+        from dibpy.blockdev.plugin import CreateContext
 
+        for name in ("lvm", "pv", "vg", "pool", "thin1", "lv-a"):
             cfg.nodes[name].create(CreateContext(bd.journal, stack, cfg.nodes, params))
         assert bd.journal.values("lv-a")["device"] == "/dev/mapper/vg-lv--a"
         calls.append(["--unwind--"])
+    # sizes are rounded down to whole 4MiB extents, as diskimage-builder does
+    thin = 1000 * 1000**2 - (1000 * 1000**2) % (4 * 1024**2)
     assert calls[:5] == [
-        ["pvcreate", "/dev/loop9"],
+        ["pvcreate", "/dev/loop9", "--force"],
         ["vgcreate", "vg", "/dev/loop9"],
-        ["lvcreate", "--type", "thin-pool", "-L", f"{2 * 1024**3}b", "-n", "pool", "vg"],
+        ["lvcreate", "--name", "pool", "--type", "thin-pool", "-L", f"{2 * 1024**3}B", "vg"],
         [
             "lvcreate",
+            "--name",
+            "thin1",
             "--type",
             "thin",
-            "-V",
-            f"{10 * 1024**3}b",
-            "--thinpool",
+            "--thin-pool",
             "pool",
-            "-n",
-            "thin1",
+            "-V",
+            f"{thin}B",
             "vg",
         ],
-        ["lvcreate", "-y", "-l", "10%VG", "-n", "lv-a", "vg"],
+        ["lvcreate", "--name", "lv-a", "-l", "10%VG", "vg"],
     ]
     # unwinding deactivates the volume group
     assert calls[-2:] == [["vgs", "--noheadings", "-o", "vg_name", "vg"], ["vgchange", "-an", "vg"]]
@@ -159,16 +162,16 @@ def test_lvm_validation(params: BlockDeviceParams) -> None:
     vgs: [{name: vg, base: [pv]}]
     lvs:
       - {name: a, base: vg}
-      - {name: b, base: vg, thin_pool: a, size: 1GiB}
+      - {name: b, base: vg, type: thin, thin-pool: a, size: 1GiB}
 """
     from dibpy.blockdev import BlockDeviceConfigError
 
     with pytest.raises(BlockDeviceConfigError) as info:
         load_config(text + "      - {name: c, base: pv, size: 1GiB}\n", params, host_checks=False)
-    (problem,) = info.value.problems  # the graph is checked before the nodes
+    problem = info.value.problems[0]  # each node's own checks are reported too
     assert problem.startswith("config[1].lvm.lvs[2].base: 'pv' is a lvm node (pv)")
     with pytest.raises(BlockDeviceConfigError) as info:
         load_config(text, params, host_checks=False)
     problems = info.value.problems
-    assert "config[1].lvm.lvs[0]: give exactly one of size or extents" in problems
-    assert "config[1].lvm.lvs[1].thin_pool: 'a' is not a thin-pool lv" in problems
+    assert "config[1].lvm.lvs[0]: missing size or extents" in problems
+    assert "config[1].lvm.lvs[1].thin-pool: 'a' is not a thin-pool lv" in problems
