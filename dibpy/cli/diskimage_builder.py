@@ -1,10 +1,15 @@
 """diskimage-builder FILE...: build images described in YAML, like diskimage-builder's command.
 
 Each file is a YAML list of image entries, validated with a JSON schema (every error is
-reported with its file and YAML path before anything runs).  An entry without
-``imagename``, or with the name of the previous entry, merges into the previous one (lists
-append, mappings update).  Each merged entry runs one ``disk-image-create``.
-Unlike diskimage-builder's, ``image-extra-size`` and ``mkfs-journal-size`` work.
+reported with its file and YAML path before anything runs).  Entries are keyed by
+``imagename``: an entry without one belongs to the previous entry's image (the first to
+``image``), and an entry naming an image seen before, in any file, merges into it (lists
+append, mappings update, other values replace).  Each merged entry runs one
+``disk-image-create`` (``ramdisk-image-create`` for ``ramdisk: true``) of the dibpy this
+command belongs to, in a child Python process.  With ``-j N`` up to N images build at
+once, each with its own environment and its own TMP_DIR, their log lines prefixed with
+the image name.  Unlike diskimage-builder's, ``image-extra-size`` and
+``mkfs-journal-size`` work.
 """
 
 from __future__ import annotations
@@ -13,50 +18,74 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import jsonschema
 import yaml
 
+import dibpy
 from dibpy.cli import entry
 from dibpy.errors import ConfigError, MultiError
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "diskimage-builder.json"
 
-_FLAGS = {
-    "imagename": "-o",
-    "arch": "-a",
-    "install-type": "--install-type",
-    "logfile": "--logfile",
-    "image-size": "--image-size",
-    "image-extra-size": "--image-extra-size",
-    "image-cache": "--image-cache",
-    "max-online-resize": "--max-online-resize",
-    "min-tmpfs": "--min-tmpfs",
-    "mkfs-journal-size": "--mkfs-journal-size",
-    "mkfs-options": "--mkfs-options",
-    "root-label": "--root-label",
-    "ramdisk-element": "--ramdisk-element",
+#: YAML key -> (disk-image-create flag, how the value becomes arguments), in the order
+#: diskimage-builder writes them.  "value": FLAG VALUE; "switch": FLAG when true;
+#: "count": FLAG repeated VALUE times; "list": FLAG A,B; "map": FLAG K=V,K2=V2;
+#: "positional": the values themselves; "none": no argument (environment, ramdisk).
+KEYS: dict[str, tuple[str, str]] = {
+    "imagename": ("-o", "value"),
+    "arch": ("-a", "value"),
+    "types": ("-t", "list"),
+    "environment": ("", "none"),
+    "ramdisk": ("", "none"),
+    "debug-trace": ("-x", "count"),
+    "uncompressed": ("-u", "switch"),
+    "clear": ("-c", "switch"),
+    "logfile": ("--logfile", "value"),
+    "checksum": ("--checksum", "switch"),
+    "image-size": ("--image-size", "value"),
+    "image-extra-size": ("--image-extra-size", "value"),
+    "image-cache": ("--image-cache", "value"),
+    "max-online-resize": ("--max-online-resize", "value"),
+    "min-tmpfs": ("--min-tmpfs", "value"),
+    "mkfs-journal-size": ("--mkfs-journal-size", "value"),
+    "mkfs-options": ("--mkfs-options", "value"),
+    "no-tmpfs": ("--no-tmpfs", "switch"),
+    "offline": ("--offline", "switch"),
+    "qemu-img-options": ("--qemu-img-options", "map"),
+    "root-label": ("--root-label", "value"),
+    "ramdisk-element": ("--ramdisk-element", "value"),
+    "install-type": ("--install-type", "value"),
+    "docker-target": ("--docker-target", "value"),
+    "packages": ("-p", "list"),
+    "skip-base": ("-n", "switch"),
+    "elements": ("", "positional"),
 }
-_SWITCHES = {
-    "uncompressed": "-u",
-    "clear": "-c",
-    "checksum": "--checksum",
-    "no-tmpfs": "--no-tmpfs",
-    "offline": "--offline",
-    "skip-base": "-n",
-}
+
+#: the child runs this dibpy's disk-image-create, importing it from where we did
+_CHILD = (
+    "import sys; root = sys.argv.pop(1)\n"
+    "if root not in sys.path: sys.path.insert(0, root)\n"
+    "from dibpy.cli.disk_image_create import {func}; sys.exit({func}())\n"
+)
 
 
 def load_entries(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """Validate every file, then merge the entries; every problem is reported at once."""
     schema = json.loads(SCHEMA.read_text())
     validator = jsonschema.Draft202012Validator(schema)
     problems: list[str] = []
-    merged: list[dict[str, Any]] = []
+    merged: dict[str, dict[str, Any]] = {}
+    previous = "image"
     for path in paths:
         try:
             data = yaml.safe_load(path.read_text())
@@ -73,75 +102,195 @@ def load_entries(paths: Sequence[Path]) -> list[dict[str, Any]]:
         if errors:
             continue
         for item in data or []:
-            name = item.get("imagename")
-            if merged and (name is None or name == merged[-1].get("imagename")):
-                _merge(merged[-1], item)
+            name = item.get("imagename", previous)
+            previous = name
+            if name in merged:
+                merge(merged[name], item)
             else:
-                merged.append(dict(item))
+                merged[name] = json.loads(json.dumps(item))
+    for name, merged_entry in merged.items():
+        if not merged_entry.get("elements"):
+            problems.append(f"image {name}: no elements")
     if problems:
         raise MultiError(problems, hint="see the diskimage-builder YAML format in doc/")
-    for i, entry_ in enumerate(merged):
-        if not entry_.get("elements"):
-            name = entry_.get("imagename", "image")
-            raise ConfigError(f"image entry {i} ({name}) has no elements")
-    return merged
+    return list(merged.values())
 
 
-def _merge(into: dict[str, Any], item: dict[str, Any]) -> None:
+def merge(into: dict[str, Any], item: dict[str, Any]) -> None:
+    """diskimage-builder's merge: lists append, mappings update, other values replace."""
     for k, v in item.items():
-        if isinstance(v, list) and isinstance(into.get(k), list):
-            into[k] = into[k] + v
-        elif isinstance(v, dict) and isinstance(into.get(k), dict):
-            into[k] = {**into[k], **v}
+        if isinstance(v, list):
+            into[k] = list(into.get(k) or []) + v
+        elif isinstance(v, dict):
+            into[k] = {**(into.get(k) or {}), **v}
         else:
             into[k] = v
 
 
 def to_argv(e: dict[str, Any]) -> list[str]:
+    """The disk-image-create arguments for one merged entry."""
     argv: list[str] = []
-    for key, flag in _FLAGS.items():
-        if key in e:
-            argv += [flag, str(e[key])]
-    for key, flag in _SWITCHES.items():
-        if e.get(key):
+    for key, (flag, kind) in KEYS.items():
+        if key not in e:
+            continue
+        v = e[key]
+        if kind == "value" and v is not None and v != "":
+            argv += [flag, str(v)]
+        elif kind == "switch" and v:
             argv.append(flag)
-    if e.get("types"):
-        argv += ["-t", ",".join(e["types"])]
-    argv += ["-x"] * int(e.get("debug-trace", 0))
-    if e.get("qemu-img-options"):
-        argv += [
-            "--qemu-img-options",
-            ",".join(f"{k}={v}" for k, v in e["qemu-img-options"].items()),
+        elif kind == "count":
+            argv += [flag] * int(v)
+        elif kind == "list" and v:
+            argv += [flag, ",".join(v)]
+        elif kind == "map" and v:
+            argv += [flag, ",".join(f"{k}={x}" for k, x in v.items())]
+        elif kind == "positional":
+            argv += list(v)
+    return argv
+
+
+def image_name(e: dict[str, Any]) -> str:
+    return str(e.get("imagename", "image"))
+
+
+def command_line(e: dict[str, Any]) -> str:
+    """What --dry-run prints: the environment and the command, quoted for a shell."""
+    prog = "ramdisk-image-create" if e.get("ramdisk") else "disk-image-create"
+    envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in e.get("environment", {}).items())
+    return (envs + " " if envs else "") + shlex.join([prog, *to_argv(e)])
+
+
+def child_command(e: dict[str, Any]) -> list[str]:
+    """The child process that builds ``e`` with this very dibpy (``-P``: the working
+    directory is not put on sys.path, so a checkout there cannot shadow it)."""
+    func = "ramdisk_main" if e.get("ramdisk") else "main"
+    root = str(Path(dibpy.__file__).resolve().parent.parent)
+    return [sys.executable, "-P", "-c", _CHILD.format(func=func), root, *to_argv(e)]
+
+
+_print_lock = threading.Lock()
+
+
+def _relay(stream: IO[str], prefix: str, out: IO[str]) -> None:
+    for line in stream:
+        with _print_lock:
+            out.write(prefix + line if line.endswith("\n") else prefix + line + "\n")
+            out.flush()
+
+
+def _has_mounts_under(path: Path) -> bool:
+    with open("/proc/mounts") as f:
+        return any(line.split()[1].startswith(f"{path}/") for line in f)
+
+
+def build_one(e: dict[str, Any], *, isolated: bool) -> int:
+    """Build one merged entry in a child process; return its exit status.
+
+    ``isolated`` (parallel builds): the child gets a TMP_DIR and TMPDIR of its own, made
+    here under the TMP_DIR it would have used and removed once it exits (left in place,
+    with a warning, if a mount under it survived), and its output lines are prefixed
+    with the image name.
+    """
+    env = dict(os.environ)
+    env.update(e.get("environment", {}))
+    env.setdefault("DIB_PYTHON_EXEC", sys.executable)
+    cmd = child_command(e)
+    name = image_name(e)
+    if not isolated:
+        return subprocess.call(cmd, env=env)
+    base = Path(env.get("TMP_DIR") or tempfile.gettempdir())
+    work = Path(tempfile.mkdtemp(prefix=f"dibpy-{Path(name).name}.", dir=base))
+    env["TMP_DIR"] = env["TMPDIR"] = str(work)
+    prefix = f"[{name}] "
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        relays = [
+            threading.Thread(target=_relay, args=(proc.stdout, prefix, sys.stdout)),
+            threading.Thread(target=_relay, args=(proc.stderr, prefix, sys.stderr)),
         ]
-    for pkg in e.get("packages", []):
-        argv += ["-p", pkg]
-    return argv + list(e["elements"])
+        for t in relays:
+            t.start()
+        try:
+            rc = proc.wait()
+        except BaseException:
+            # let the child unwind its own mounts and loop devices before we go
+            proc.terminate()
+            proc.wait()
+            raise
+        finally:
+            for t in relays:
+                t.join()
+        return rc
+    finally:
+        if _has_mounts_under(work):
+            with _print_lock:
+                print(f"{prefix}warning: something is still mounted under {work}; left it")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def main_args(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="diskimage-builder", description=__doc__.splitlines()[0])
     p.add_argument("--dry-run", action="store_true", help="print the commands, build nothing")
-    p.add_argument("--stop-on-failure", action="store_true", help="stop at the first failed image")
+    p.add_argument(
+        "--stop-on-failure",
+        action="store_true",
+        help="start no further image once one has failed",
+    )
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="build up to N images at once, each isolated, output prefixed with its name",
+    )
     p.add_argument("files", nargs="+", type=Path)
     args = p.parse_args(argv)
+    if args.jobs < 1:
+        raise ConfigError(f"-j {args.jobs}: needs at least 1")
     entries = load_entries(args.files)
-    bindir = Path(__file__).resolve().parent.parent.parent / "bin"
-    failed = 0
-    for e in entries:
-        prog = "ramdisk-image-create" if e.get("ramdisk") else "disk-image-create"
-        cmd = [sys.executable, str(bindir / prog), *to_argv(e)]
-        env = dict(os.environ, **e.get("environment", {}))
-        if args.dry_run:
-            envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in e.get("environment", {}).items())
-            print((envs + " " if envs else "") + shlex.join([prog, *to_argv(e)]))
-            continue
-        rc = subprocess.call(cmd, env=env)
+    if args.dry_run:
+        for e in entries:
+            print(command_line(e))
+        return 0
+    failed: dict[str, int] = {}
+    stop = threading.Event()
+    isolated = args.jobs > 1
+
+    def run(e: dict[str, Any]) -> None:
+        if stop.is_set():
+            return
+        if not isolated:
+            print(command_line(e), file=sys.stderr, flush=True)
+        rc = build_one(e, isolated=isolated)
         if rc != 0:
-            failed += 1
-            print(f"diskimage-builder: image {e.get('imagename', 'image')} failed", file=sys.stderr)
+            failed[image_name(e)] = rc
             if args.stop_on_failure:
-                return rc
-    return 1 if failed else 0
+                stop.set()
+
+    if isolated:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for f in [pool.submit(run, e) for e in entries]:
+                f.result()
+    else:
+        for e in entries:
+            run(e)
+    if failed:
+        names = ", ".join(f"{n} (exit status {rc})" for n, rc in failed.items())
+        print(f"diskimage-builder: failed: {names}", file=sys.stderr)
+        rc = next(iter(failed.values()))
+        return rc if rc > 0 else 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
