@@ -15,10 +15,12 @@ the image name.  Unlike diskimage-builder's, ``image-extra-size`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -183,6 +185,35 @@ def _has_mounts_under(path: Path) -> bool:
         return any(line.split()[1].startswith(f"{path}/") for line in f)
 
 
+_running: set[subprocess.Popen[Any]] = set()
+
+
+def _wait(proc: subprocess.Popen[Any]) -> int:
+    """Wait for a build child; if we are interrupted, let it unwind its own mounts and
+    loop devices (SIGTERM, which dibpy turns into a clean unwind) before we go."""
+    _running.add(proc)
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.terminate()
+        proc.wait()
+        raise
+    finally:
+        _running.discard(proc)
+
+
+def _forward(signum: int, _frame: object) -> None:
+    """SIGTERM/SIGHUP to us: pass it to every running build (each cleans up and fails,
+    and is reported as failed) and start no more."""
+    _stop.set()
+    for proc in list(_running):
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+
+_stop = threading.Event()
+
+
 def build_one(e: dict[str, Any], *, isolated: bool) -> int:
     """Build one merged entry in a child process; return its exit status.
 
@@ -197,7 +228,7 @@ def build_one(e: dict[str, Any], *, isolated: bool) -> int:
     cmd = child_command(e)
     name = image_name(e)
     if not isolated:
-        return subprocess.call(cmd, env=env)
+        return _wait(subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL))
     base = Path(env.get("TMP_DIR") or tempfile.gettempdir())
     work = Path(tempfile.mkdtemp(prefix=f"dibpy-{Path(name).name}.", dir=base))
     env["TMP_DIR"] = env["TMPDIR"] = str(work)
@@ -220,16 +251,10 @@ def build_one(e: dict[str, Any], *, isolated: bool) -> int:
         for t in relays:
             t.start()
         try:
-            rc = proc.wait()
-        except BaseException:
-            # let the child unwind its own mounts and loop devices before we go
-            proc.terminate()
-            proc.wait()
-            raise
+            return _wait(proc)
         finally:
             for t in relays:
                 t.join()
-        return rc
     finally:
         if _has_mounts_under(work):
             with _print_lock:
@@ -264,33 +289,43 @@ def main_args(argv: Sequence[str]) -> int:
             print(command_line(e))
         return 0
     failed: dict[str, int] = {}
-    stop = threading.Event()
+    started: set[str] = set()
     isolated = args.jobs > 1
+    _stop.clear()
 
     def run(e: dict[str, Any]) -> None:
-        if stop.is_set():
+        if _stop.is_set():
             return
+        started.add(image_name(e))
         if not isolated:
             print(command_line(e), file=sys.stderr, flush=True)
         rc = build_one(e, isolated=isolated)
         if rc != 0:
             failed[image_name(e)] = rc
             if args.stop_on_failure:
-                stop.set()
+                _stop.set()
 
-    if isolated:
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            for f in [pool.submit(run, e) for e in entries]:
-                f.result()
-    else:
-        for e in entries:
-            run(e)
+    previous = {sig: signal.signal(sig, _forward) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        if isolated:
+            with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+                for f in [pool.submit(run, e) for e in entries]:
+                    f.result()
+        else:
+            for e in entries:
+                run(e)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    skipped = [image_name(e) for e in entries if image_name(e) not in started]
+    if skipped:
+        print(f"diskimage-builder: not built: {', '.join(skipped)}", file=sys.stderr)
     if failed:
         names = ", ".join(f"{n} (exit status {rc})" for n, rc in failed.items())
         print(f"diskimage-builder: failed: {names}", file=sys.stderr)
         rc = next(iter(failed.values()))
         return rc if rc > 0 else 1
-    return 0
+    return 1 if skipped else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

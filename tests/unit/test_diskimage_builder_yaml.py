@@ -202,3 +202,22 @@ def test_cli_dry_run_and_bad_file(tmp_path: Path) -> None:
     assert r.returncode != 0 and "Traceback" not in r.stderr and "missing.yaml" in r.stderr
     r = subprocess.run([*cmd, "-j", "0", str(p)], capture_output=True, text=True)
     assert r.returncode != 0 and "Traceback" not in r.stderr and "-j 0" in r.stderr
+
+
+def test_stop_on_failure_starts_no_further_image(tmp_path: Path) -> None:
+    # an unknown element fails each build while checking its elements, before any work
+    p = write(
+        tmp_path,
+        "- imagename: a\n  skip-base: true\n  elements: [no-such-element]\n"
+        "- imagename: b\n  skip-base: true\n  elements: [no-such-element]\n",
+    )
+    cmd = [sys.executable, str(REPO / "bin" / "diskimage-builder")]
+    env = dict(os.environ, ELEMENTS_PATH=str(tmp_path), TMP_DIR=str(tmp_path))
+    r = subprocess.run(
+        [*cmd, "--stop-on-failure", str(p)], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "failed: a (exit status" in r.stderr and "not built: b" in r.stderr
+    assert "disk-image-create -o b" not in r.stderr
+    r = subprocess.run([*cmd, str(p)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 2 and "failed: a (exit status 2), b (exit status 2)" in r.stderr
