@@ -51,7 +51,8 @@ def _dib_style_element(root: Path, record: Path) -> Path:
     cache = root / "shared-cache"
     (cache / "marker-from-cache").parent.mkdir(parents=True)
     (cache / "marker-from-cache").write_text("cached\n")
-    # like diskimage-builder's dpkg/root.d/50-shared-apt-cache: a bind mount it never undoes, made through sudo
+    # like diskimage-builder's dpkg/root.d/50-shared-apt-cache: a bind mount (through
+    # sudo) it never undoes
     write(
         el / "root.d" / "60-shared-cache",
         "#!/bin/bash\nset -eu -o pipefail\n"
