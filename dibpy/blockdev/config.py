@@ -126,7 +126,11 @@ def flatten(data: Any, plugin_names: set[str]) -> tuple[list[RawNode], list[str]
                     parts.append(part)
                     continue
                 ppath = f"{path}.partitions[{j}]"
-                parts.append({k: v for k, v in part.items() if k not in plugin_names})
+                own_part = {k: v for k, v in part.items() if k not in plugin_names}
+                # as in diskimage-builder, a partition's base is always its table's
+                if isinstance(own.get("base"), str):
+                    own_part["base"] = own["base"]
+                parts.append(own_part)
                 pname = part.get("name")
                 for k, v in part.items():
                     if k in plugin_names:

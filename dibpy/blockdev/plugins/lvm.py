@@ -78,10 +78,6 @@ class Lv(_LvmNode):
     kind: ClassVar[str] = "blockdev"
     base_kinds: ClassVar[tuple[str, ...]] = ("vg",)
 
-    def after(self, nodes: Mapping[str, Node]) -> list[str]:
-        pool = self.config.get("thin-pool")
-        return [pool] if isinstance(pool, str) and pool in nodes else []
-
     @property
     def lv_type(self) -> str:
         return str(self.config.get("type") or "")

@@ -1,10 +1,11 @@
 """``mount``: mount a filesystem at ``mount_point`` under the mount base.
 
-Mounts are ordered by mount-point depth (``/`` before ``/boot`` before ``/boot/efi``):
-each mount comes after the previous one in that order.  Resources: the mount (released
-by sync, fstrim, umount).  FAT filesystems are never kernel-mounted: the mount point is
-a plain staging directory in the parent filesystem, copied in with ``mcopy`` and emptied
-at umount.  NTFS is mounted with ntfs-3g (FUSE).
+Mounts are ordered as diskimage-builder orders them: by mount point as a string (so
+``/`` before ``/boot`` before ``/boot/efi``, a parent always before its children, and
+swap's ``none`` last); each mount comes after the previous one in that order.
+Resources: the mount (released by sync, fstrim, umount).  FAT filesystems are never
+kernel-mounted: the mount point is a plain staging directory in the parent filesystem,
+copied in with ``mcopy`` and emptied at umount.  NTFS is mounted with ntfs-3g (FUSE).
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from dibpy.blockdev import resources
 from dibpy.blockdev.plugin import CreateContext, Node, ValidationContext
 
 
-def mount_sort_key(mount_point: str) -> tuple[int, str]:
-    mp = posixpath.normpath(mount_point)
-    return (0 if mp == "/" else mp.count("/"), mp)
+def mount_sort_key(mount_point: str) -> str:
+    return mount_point if mount_point == "none" else posixpath.normpath(mount_point)
 
 
 class Mount(Node):
@@ -39,13 +39,11 @@ class Mount(Node):
         return self.mount_point == "none"
 
     def after(self, nodes: Mapping[str, Node]) -> list[str]:
-        if self.swap:
-            return []
         mine = mount_sort_key(self.mount_point)
         earlier = [
             (mount_sort_key(n.mount_point), n.name)
             for n in nodes.values()
-            if isinstance(n, Mount) and not n.swap and mount_sort_key(n.mount_point) < mine
+            if isinstance(n, Mount) and mount_sort_key(n.mount_point) < mine
         ]
         return [max(earlier)[1]] if earlier else []
 

@@ -389,7 +389,11 @@ class Partitioning(Node):
                             "it gets the Linux filesystem type (8300), as sgdisk does",
                         )
                 else:
-                    mbr_type(p.config.get("type"))
+                    try:
+                        mbr_type(p.config.get("type"))
+                    except ConfigError as e:
+                        # diskimage-builder accepts this and fails when it writes the table
+                        ctx.warn(f"{p.path}.type", f"{e.message}; writing the table will fail")
             except ConfigError as e:
                 ctx.problem(f"{p.path}.type", e.message + (f" ({e.hint})" if e.hint else ""))
         if ctx.problems:
