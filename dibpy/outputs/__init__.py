@@ -13,6 +13,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import signal
 import tarfile
 import threading
@@ -118,8 +119,42 @@ def available() -> dict[str, type[OutputPlugin]]:
     return plugins
 
 
+@functools.cache
+def qemu_img_formats() -> frozenset[str]:
+    """The formats this host's qemu-img writes (its --help lists them)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("qemu-img")
+    if exe is None:
+        return frozenset()
+    text = subprocess.run([exe, "--help"], capture_output=True, text=True, check=False).stdout
+    m = re.search(r"Supported formats:(.*)", text)
+    return frozenset(m.group(1).split()) if m else frozenset()
+
+
+#: disk-image formats qemu-img can write beyond those with a plugin of their own (its
+#: other "formats" are protocols and filters; qcow, version 1, is left out: it is far
+#: likelier a mistyped qcow2)
+GENERIC_QEMU_FORMATS = frozenset({"qed", "vdi", "parallels", "vpc"})
+
+
+def generic_qemu_output(fmt: str) -> OutputPlugin:
+    """diskimage-builder converts any other -t with ``qemu-img convert -O TYPE``."""
+    from dibpy.outputs.qemu import QemuOutput
+
+    class Generic(QemuOutput):
+        name = fmt
+        extension = fmt
+        qemu_format = fmt
+
+    return Generic()
+
+
 def get(name: str) -> OutputPlugin:
     plugins = available()
+    if name not in plugins and name in GENERIC_QEMU_FORMATS & qemu_img_formats():
+        return generic_qemu_output(name)
     if name not in plugins:
         from dibpy.elements.resolve import did_you_mean
 

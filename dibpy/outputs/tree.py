@@ -136,7 +136,8 @@ class Tgz(Tar):
 
 class Squashfs(OutputPlugin):
     name = "squashfs"
-    extension = "squashfs"
+    # diskimage-builder names it NAME.squash
+    extension = "squash"
     needs_tree = True
     programs = ("mksquashfs", "unsquashfs")
     COMPRESSORS = ("gzip", "xz", "lzo", "lz4", "zstd", "lzma")

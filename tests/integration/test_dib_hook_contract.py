@@ -272,3 +272,24 @@ def test_quiet_no_timestamp_and_image_usage_report(tmp_path: Path, no_leaks: Non
     r = _run(tmp_path, tmp_path / "els", tmp_path / "b", *args, DIB_QUIET="1")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "root.d" not in r.stderr and "image size report" not in r.stderr
+
+
+def test_any_qemu_img_format_and_the_squash_name(tmp_path: Path, no_leaks: None) -> None:
+    """diskimage-builder converts any other -t with qemu-img and names squashfs NAME.squash."""
+    (tmp_path / "els").mkdir()
+    out = tmp_path / "out" / "img"
+    r = _run(
+        tmp_path, tmp_path / "els", out, "-t", "vdi,qed,squashfs", "tiny-os", "block-device-mbr"
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    for fmt in ("vdi", "qed"):
+        info = subprocess.run(
+            ["qemu-img", "info", "--output=json", str(out.with_name(f"img.{fmt}"))],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert json.loads(info)["format"] == fmt
+    assert out.with_name("img.squash").is_file()
+    r = _run(tmp_path, tmp_path / "els", out, "-t", "nbd", "tiny-os")
+    assert r.returncode != 0 and "-t nbd: unknown output type" in r.stderr

@@ -67,7 +67,7 @@ def test_every_format_in_parallel(built: tuple[Path, Path], tmp_path: Path, no_l
     assert "./etc/hostname" in listing and "./proc/" in listing
     assert not [n for n in listing if "must-not-be-copied" in n]
     sq = subprocess.run(
-        ["unsquashfs", "-l", str(tmp_path / "img.squashfs")], capture_output=True, text=True
+        ["unsquashfs", "-l", str(tmp_path / "img.squash")], capture_output=True, text=True
     ).stdout.split()
     assert "squashfs-root/bin/hello" in sq and not [n for n in sq if "must-not" in n]
     with tarfile.open(tmp_path / "img.docker.tar") as t:

@@ -229,7 +229,7 @@ def test_one_build_writes_every_format(tmp_path: Path, no_leaks: None) -> None:
         "ova",
         "tar",
         "tgz",
-        "squashfs",
+        "squash",
         "docker.tar",
         "vmmgr.tar.gz",
     ):
