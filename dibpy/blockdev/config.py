@@ -28,9 +28,10 @@ import jsonschema
 import networkx as nx
 import yaml
 
+from dibpy.blockdev import dibcompat
 from dibpy.blockdev.params import BlockDeviceParams
 from dibpy.blockdev.plugin import Node, RawNode, ValidationContext, plugins
-from dibpy.errors import MultiError
+from dibpy.errors import ConfigError, MultiError
 from dibpy.log import LOG
 
 ROOT_MKFS = "mkfs_root"
@@ -247,6 +248,8 @@ def load_config(
     # names of entries with schema problems: they are reported once, and whatever is
     # built on them is not reported again as undefined
     broken: set[str] = set()
+    # one state dict for the plugins written for diskimage-builder (see dibcompat)
+    dibcompat.new_state()
     for raw in raws:
         cls = classes[raw.plugin]
         bad = schema_problems(raw, cls.schema(), names, warnings)
@@ -258,7 +261,13 @@ def load_config(
         if not raw.name:
             continue
         _merge_root_params(raw, params)
-        for node in cls.from_config(raw, params):
+        try:
+            made = cls.from_config(raw, params)
+        except ConfigError as e:
+            problems.append(e.message)
+            broken.add(raw.name)
+            continue
+        for node in made:
             if node.name in nodes:
                 problems.append(
                     f"{node.path}: duplicate name {node.name!r} (first defined at "
@@ -293,6 +302,11 @@ def load_config(
         for dep in node.after(nodes):
             if dep in nodes:
                 graph.add_edge(dep, node.name)
+        for succ in node.before(nodes):
+            if succ not in nodes:
+                problems.append(f"{node.path}: undefined node {succ!r}" + did_you_mean(succ, nodes))
+                continue
+            graph.add_edge(node.name, succ)
     if not problems:
         try:
             cycle = nx.find_cycle(graph)

@@ -1,7 +1,9 @@
 """What a block-device plugin is, and how plugins are found.
 
 A plugin is a :class:`Node` subclass registered under the stevedore entry-point group
-``dibpy.block_device.plugin`` with the key users write in YAML (``mkfs``, ...)::
+``dibpy.block_device.plugin`` with the key users write in YAML (``mkfs``, ...); plugins
+written for diskimage-builder, in its group ``diskimage_builder.block_device.plugin``,
+are found too and run through :mod:`dibpy.blockdev.dibcompat`::
 
     [options.entry_points]
     dibpy.block_device.plugin =
@@ -153,6 +155,10 @@ class Node:
         """Extra ordering-only edges (e.g. the previous partition, the parent mount)."""
         return []
 
+    def before(self, nodes: Mapping[str, Node]) -> list[str]:
+        """Nodes that must come after this one (diskimage-builder's ``edges_to``)."""
+        return []
+
     def size_bytes(self) -> int | None:
         """The size of the block device this node makes, if known before creating it."""
         return None
@@ -181,9 +187,13 @@ def _load_builtin(key: str) -> type[Node]:
 
 
 def _classes_from_manager(mgr: Any) -> dict[str, type[Node]]:
+    from dibpy.blockdev import dibcompat
+
     found: dict[str, type[Node]] = {}
     for ext in mgr.extensions:
         cls = ext.plugin
+        if dibcompat.is_dib_plugin(cls):
+            cls = dibcompat.wrap(ext.name, cls)
         if ext.name in found and found[ext.name] is not cls:
             raise ConfigError(
                 f"block-device plugin {ext.name!r} is registered twice in {GROUP}",
@@ -212,6 +222,23 @@ def _build() -> dict[str, type[Node]]:
         GROUP, invoke_on_load=False, on_load_failure_callback=_fail
     )
     found = _classes_from_manager(mgr)
+    # plugins written for diskimage-builder, in its group; its own implementations of
+    # our built-in keys (when diskimage-builder is installed too) are not used
+    from dibpy.blockdev.dibcompat import DIB_GROUP
+
+    dib_mgr: ExtensionManager[Any] = ExtensionManager(
+        DIB_GROUP, invoke_on_load=False, on_load_failure_callback=_fail
+    )
+    for ext in list(dib_mgr.extensions):
+        if ext.name in BUILTINS:
+            dib_mgr.extensions.remove(ext)
+    for key, cls in _classes_from_manager(dib_mgr).items():
+        if key in found and found[key] is not cls:
+            raise ConfigError(
+                f"block-device plugin {key!r} is registered in both {GROUP} and {DIB_GROUP}",
+                hint="uninstall one of the packages that declare it",
+            )
+        found[key] = cls
     for key in BUILTINS:
         builtin = _load_builtin(key)
         if key not in found:

@@ -38,7 +38,7 @@ from dibpy.blockdev.plugins.partitioning import Partitioning
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from dibref import dib_block_device_configs, dib_elements, dib_release  # noqa: E402
 
-#: configs that need DIB's test-only plugins (test_a/test_b from its plugin_test group)
+#: configs that need DIB's test-only plugins (test_a/test_b); run below through dibcompat
 NEEDS_DIB_TEST_PLUGINS = {"cmd_create.yaml", "rollback.yaml"}
 
 ORACLE = r"""
@@ -238,3 +238,81 @@ def test_every_corpus_file_is_a_case() -> None:
     files = {p.name for p in dib_block_device_configs().glob("*.yaml")}
     assert files - NEEDS_DIB_TEST_PLUGINS <= set(case_ids())
     assert len(files) == 23
+
+
+DIB_PLUGIN_RUN = r"""
+import json, sys
+from contextlib import ExitStack
+from pathlib import Path
+import yaml
+from dibpy.blockdev import BlockDevice, BlockDeviceParams, load_config
+from dibpy.blockdev import dibcompat
+from dibpy.blockdev.plugin import test_manager, use_manager
+from dibpy.blockdev.state import Journal
+from diskimage_builder.block_device.tests.plugin.test_a import TestA
+from diskimage_builder.block_device.tests.plugin.test_b import TestB
+
+path, tmp, rollback = sys.argv[1], Path(sys.argv[2]), sys.argv[3] == "1"
+if rollback:
+    plain = dibcompat.dib_defaults
+    dibcompat.dib_defaults = lambda p: dict(plain(p), test_rollback=True)
+params = BlockDeviceParams(image_dir=tmp, mount_base=tmp, build_dir=tmp)
+out = {}
+with use_manager(test_manager({"test_a": TestA, "test_b": TestB})):
+    cfg = load_config(Path(path).read_text(), params, host_checks=False)
+    out["order"] = cfg.order
+    state = next(iter(cfg.nodes.values())).state
+    bd = BlockDevice(cfg, params, journal=Journal(None))
+    try:
+        with ExitStack() as stack:
+            bd.create(stack)
+            out["state"] = {k: v for k, v in state.items() if k != "blockdev"}
+    except RuntimeError as e:
+        out["error"] = str(e)
+    out["final"] = {k: v for k, v in state.items() if k != "blockdev"}
+json.dump(out, sys.stdout)
+"""
+
+
+def _run_dib_plugins(name: str, tmp_path: Path, rollback: bool) -> dict[str, Any]:
+    repo = Path(__file__).resolve().parents[3]
+    env = dict(os.environ, PYTHONPATH=f"{repo}{os.pathsep}{dib_release()}")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            DIB_PLUGIN_RUN,
+            str(dib_block_device_configs() / name),
+            str(tmp_path),
+            "1" if rollback else "0",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    result: dict[str, Any] = json.loads(r.stdout)
+    return result
+
+
+def test_dib_plugins_run_unchanged(tmp_path: Path) -> None:
+    # cmd_create.yaml with diskimage-builder's own test plugins, as its test_state.py
+    out = _run_dib_plugins("cmd_create.yaml", tmp_path, rollback=False)
+    assert out["order"] == ["test_node_a", "test_node_b"]
+    assert out["state"] == {
+        "test_a": {"value": "foo", "value2": "bar"},
+        "test_b": {"value": "baz"},
+        "test_init_state": "here",
+    }
+    # teardown runs umount in reverse order
+    assert out["final"]["umount"] == ["test_b", "test_a"]
+
+
+def test_dib_plugin_rollback_order(tmp_path: Path) -> None:
+    # rollback.yaml: the last node fails; every node rolls back, last first
+    out = _run_dib_plugins("rollback.yaml", tmp_path, rollback=True)
+    assert out["error"] == "Rollback triggered"
+    assert out["final"]["rollback_test"] == [
+        "never", "gonna", "give", "you", "up", "never", "gonna", "let", "you", "down",
+    ]  # fmt: skip
