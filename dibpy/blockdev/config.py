@@ -268,6 +268,7 @@ def load_config(
             broken.add(raw.name)
             continue
         for node in made:
+            _keep_tables_apart(node, nodes, where)
             if node.name in nodes:
                 problems.append(
                     f"{node.path}: duplicate name {node.name!r} (first defined at "
@@ -350,6 +351,30 @@ def load_config(
     return BlockDeviceConfig(
         origin, data, {n: nodes[n] for n in order}, graph, order, params, warnings
     )
+
+
+def _keep_tables_apart(node: Node, nodes: dict[str, Node], where: dict[str, str]) -> None:
+    """A partition table's name is not in diskimage-builder's node namespace.
+
+    DIB's graph has no node for a table (its partitions hang off the table's base), so
+    a table may share its name with another node; ours is renamed out of the way.
+    """
+    if node.name not in nodes:
+        return
+    if nodes[node.name].kind == "table" and node.kind != "table":
+        table = nodes.pop(node.name)
+        path = where.pop(node.name)
+    elif node.kind == "table":
+        table, path = node, node.path
+    else:
+        return
+    new = f"{table.name} (table)"
+    while new in nodes:
+        new += "'"
+    table.name = new
+    if table is not node:
+        nodes[new] = table
+        where[new] = path
 
 
 def _inner_names(config: Mapping[str, Any]) -> set[str]:

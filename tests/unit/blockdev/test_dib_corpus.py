@@ -110,6 +110,10 @@ def _cases() -> list[tuple[str, Any]]:
     thin = yaml.safe_load((cfg_dir / "lvm_tree_thin_provision.yaml").read_text())
     thin[2]["lvm"]["lvs"][0]["type"] = "thin-pol"
     out.append(("lvm_tree_thin_provision.yaml:type-thin-pol", thin))
+    # a table may share its name with a partition: DIB's tables are not graph nodes
+    same = yaml.safe_load((cfg_dir / "deep_graph.yaml").read_text())
+    same[1]["partitioning"]["name"] = "root"
+    out.append(("deep_graph.yaml:table-named-like-its-partition", same))
     for path in sorted(dib_elements().glob("block-device-*/block-device-*.yaml")):
         out.append((f"elements/{path.parent.name}/{path.name}", yaml.safe_load(path.read_text())))
     return out
