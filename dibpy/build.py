@@ -473,8 +473,12 @@ class Build:
             )
         # whatever a hook mounted inside the build goes before the build dir does
         self.stack.callback(unmount_left_behind, self.build_dir, "the build directory")
-        for sub in ("built", "hooks", "image", "mnt", "block-device"):
+        for sub in ("built", "hooks", "image", "block-device"):
             (self.build_dir / sub).mkdir()
+        # diskimage-builder keeps the tree at $TMP_BUILD_DIR/mnt in every phase (and its
+        # clients' hooks write there, e.g. the agent ramdisk's TLS and podman settings in
+        # pre-finalise.d); ours is at built/, so mnt points at it until the image is mounted
+        (self.build_dir / "mnt").symlink_to("built")
         self.lockfiles.mkdir(parents=True, exist_ok=True)
 
     def _run(self) -> BuildResult:
@@ -613,6 +617,10 @@ class Build:
             self.plan.block_device_text, params, origin=self.plan.block_device_origin
         )
         bd = BlockDevice(config, params)
+        # from here on the image is mounted at mnt (see _make_build_dir)
+        if params.mount_base.is_symlink():
+            params.mount_base.unlink()
+            params.mount_base.mkdir()
         with self.timer.stage("block device"):
             bd.create(self.stack)
         mnt: Path = bd.root_mount

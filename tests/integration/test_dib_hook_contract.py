@@ -91,6 +91,13 @@ def _dib_style_element(root: Path, record: Path) -> Path:
             'echo "finalised" > "/var/log/dib-style-' + phase + '"\n',
             mode=0o755,
         )
+    # the tree is at $TMP_BUILD_DIR/mnt in every phase (the agent ramdisk builder's
+    # TLS and podman elements write their settings there in pre-finalise.d)
+    write(
+        el / "pre-finalise.d" / "20-tmp-build-dir-mnt",
+        '#!/bin/bash\nset -eu -o pipefail\necho mnt > "$TMP_BUILD_DIR/mnt/var/log/dib-style-mnt"\n',
+        mode=0o755,
+    )
     write(
         el / "cleanup.d" / "10-record",
         "#!/bin/bash\nset -eu -o pipefail\n"
@@ -124,6 +131,7 @@ def test_image_less_build_runs_the_finalise_phases_and_unmounts_a_hooks_mount(
     logs = (Path(f"{record}.logs")).read_text().split()
     # diskimage-builder runs pre-finalise.d and finalise.d without a final image too
     assert "dib-style-pre-finalise.d" in logs and "dib-style-finalise.d" in logs
+    assert "dib-style-mnt" in logs
     text = record.read_text()
     assert f"lockfiles={tmp_path / 'locks'} dir" in text
     # the hook's bind mount was there through post-root.d, then undone before cleanup.d
@@ -173,6 +181,7 @@ def test_image_build_block_device_d_checksums_extra_size_and_old_images(
     raw = out.with_name("img.raw")
     text = record.read_text()
     assert "block-device.d ran" in text
+    assert "dib-style-mnt" in Path(f"{record}.logs").read_text().split()
     size_line = next(ln for ln in text.splitlines() if ln.startswith("image-size:"))
     image_kib = _kib(size_line.split()[1])
     assert image_kib * 1024 == raw.stat().st_size

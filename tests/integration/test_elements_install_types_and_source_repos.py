@@ -127,3 +127,20 @@ def test_default_install_type_from_the_command_line(tmp_path: Path, local_repo: 
     )
     assert r.returncode == 0, r.stderr[-4000:]
     assert (snap / "root/agent-install").read_text() == "package\n"
+
+
+def test_default_ref_is_master_and_git_is_installed(tmp_path: Path, local_repo: Path) -> None:
+    # as in diskimage-builder: no ref means master (here not the repository's HEAD)
+    git(local_repo, "branch", "master", "stable/2")
+    r, snap = build(tmp_path, DIB_REPOLOCATION_agent=str(local_repo))
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert (snap / "opt/agent/VERSION").read_text() == "2.0\n"
+    # pip installing a git checkout runs pbr, which needs git in the image
+    assert "git" in (snap / "var/log/installed-packages").read_text().split()
+
+
+def test_without_master_the_default_branch_is_used(tmp_path: Path, local_repo: Path) -> None:
+    r, snap = build(tmp_path, DIB_REPOLOCATION_agent=str(local_repo))
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert (snap / "opt/agent/VERSION").read_text() == "1.0\n"
+    assert "has no master branch; using its HEAD" in r.stdout + r.stderr

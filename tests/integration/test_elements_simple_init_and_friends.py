@@ -10,6 +10,7 @@ select-boot-kernel-initrd and epel.  Each test checks the difference one element
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import subprocess
@@ -210,6 +211,16 @@ def test_dynamic_login_and_ibft_units(trees: tuple[Path, Path, bool]) -> None:
     keys = (tree / "root/.ssh/authorized_keys").read_text()
     assert keys == "ssh-ed25519 AAAAC3Nza test@dibpy\n"
     assert (tree / "etc/shadow").read_text().startswith("root:$6$salt$hash:")
+    # diskimage-builder documents the hash base64-encoded (no "$" to escape)
+    encoded = base64.b64encode(b"$6$other$hash").decode()
+    cmdline.write_text(f'rootpwd="{encoded}"\n')
+    r = subprocess.run(
+        ["chroot", str(tree), "env", "DYNAMIC_LOGIN_CMDLINE_FILE=/tmp/cmdline",
+         "/usr/local/sbin/dib-dynamic-login"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (tree / "etc/shadow").read_text().startswith("root:$6$other$hash:")
 
 
 def test_epel_is_a_no_op_on_debian(trees: tuple[Path, Path, bool]) -> None:
