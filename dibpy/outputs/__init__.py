@@ -174,7 +174,12 @@ def validate(plugins: Sequence[OutputPlugin], opts: OutputOptions) -> None:
     problems: list[str] = []
     hints: list[str] = []
     try:
-        options.validate([p.name for p in plugins], opts.qemu_img_options, opts.environ)
+        options.validate(
+            [p.name for p in plugins],
+            opts.qemu_img_options,
+            opts.environ,
+            uncompressed=opts.uncompressed,
+        )
     except MultiError as e:
         problems += e.problems
         hints += [e.hint] if e.hint else []
@@ -189,7 +194,9 @@ def validate(plugins: Sequence[OutputPlugin], opts: OutputOptions) -> None:
             problems.append(f"-t {p.name} needs {', '.join(missing)}, which is not installed")
             hints.append("install the host packages listed in doc/outputs.md")
     if problems:
-        raise MultiError(list(dict.fromkeys(problems)), "; ".join(dict.fromkeys(hints)) or None)
+        # a plugin's own validate() may repeat what options.validate() found: once each
+        parts = [h for hint in hints for h in hint.split("; ")]
+        raise MultiError(list(dict.fromkeys(problems)), "; ".join(dict.fromkeys(parts)) or None)
 
 
 def partial_path(dest: Path) -> Path:

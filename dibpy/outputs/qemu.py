@@ -151,7 +151,9 @@ class QemuOutput(OutputPlugin):
         self.create_opts: dict[str, str] = {}
 
     def options(self, opts: OutputOptions) -> dict[str, str]:
-        return qopts.resolve(self.name, opts.qemu_img_options, opts.environ)
+        return qopts.resolve(
+            self.name, opts.qemu_img_options, opts.environ, compressed=self.compress(opts)
+        )
 
     def validate(self, opts: OutputOptions) -> None:
         self.options(opts)
@@ -195,8 +197,8 @@ class Qcow2(QemuOutput):
     qemu_format = "qcow2"
 
     def compress(self, opts: OutputOptions) -> bool:
-        # compressed clusters cannot be preallocated: an explicit preallocation wins
-        return not opts.uncompressed and self.create_opts.get("preallocation", "off") == "off"
+        # never dropped silently: a preallocation without -u is refused while planning
+        return qopts.compresses(self.name, opts.uncompressed)
 
     def expected(self) -> dict[str, Any]:
         want: dict[str, Any] = {}

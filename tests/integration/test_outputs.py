@@ -145,3 +145,41 @@ def test_a_wrong_format_fails_the_check(tmp_path: Path) -> None:
     p.write_bytes(b"junk" * 1000)
     with pytest.raises(DibpyError, match="not a readable tar"):
         outputs.get("tar").check(p)
+
+
+#: one example of each pair dibpy refuses (dibpy.outputs.options.CONFLICTS), as qemu-img
+#: would be asked for it: (output, -o options, compressed)
+REFUSED_PAIRS = {
+    ("preallocation", "-c"): ("qcow2", "preallocation=metadata", True),
+    ("compat", "lazy_refcounts"): ("qcow2", "compat=0.10,lazy_refcounts=on", False),
+    ("compat", "compression_type"): ("qcow2", "compat=0.10,compression_type=zstd", False),
+    ("compat", "refcount_bits"): ("qcow2", "compat=0.10,refcount_bits=8", False),
+    ("compat", "extended_l2"): ("qcow2", "compat=0.10,extended_l2=on", False),
+    ("extended_l2", "cluster_size"): ("qcow2", "extended_l2=on,cluster_size=4k", False),
+    ("compat6", "hwversion"): ("vmdk", "compat6=on,hwversion=6", False),
+}
+
+
+def test_every_pair_dibpy_refuses_is_refused_by_qemu_img(tmp_path: Path) -> None:
+    """The rules are grounded: qemu-img itself fails on each, and passes without the pair."""
+    from dibpy.outputs import options as qopts
+
+    assert {c.keys for c in qopts.CONFLICTS} == set(REFUSED_PAIRS)
+    src = tmp_path / "src.raw"
+    src.write_bytes(b"\1" * MIB)
+    for keys, (output, opts, compressed) in REFUSED_PAIRS.items():
+        with pytest.raises(DibpyError, match="cannot go together"):
+            qopts.resolve(output, opts, {}, compressed=compressed)
+        fmt = qopts.FORMATS[output][0]
+        argv = ["qemu-img", "convert", "-f", "raw", "-O", fmt, *(["-c"] if compressed else [])]
+        dest = tmp_path / f"out.{fmt}"
+        r = subprocess.run([*argv, "-o", opts, str(src), str(dest)], capture_output=True)
+        assert r.returncode != 0, (keys, opts)
+        # either option alone is fine: it is the pair qemu-img refuses
+        plain = argv[:-1] if compressed else argv
+        alone = [["-o", o] for o in opts.split(",")] if not compressed else [["-o", opts]]
+        if compressed:
+            alone.append(["-c"])
+        for extra in alone:
+            r = subprocess.run([*plain, *extra, str(src), str(dest)], capture_output=True)
+            assert r.returncode == 0, (keys, extra, r.stderr)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -18,13 +21,14 @@ from dibpy.errors import ConfigError, DibpyError, MultiError
 from dibpy.outputs import OutputOptions, OutputPlugin
 from dibpy.outputs import options as qopts
 from dibpy.outputs.ova import NS, Hardware, manifest, ovf_descriptor
-from dibpy.outputs.qemu import vhd_footer_size
+from dibpy.outputs.qemu import QemuOutput, vhd_footer_size
 from dibpy.outputs.tree import (
     check_docker_archive,
     docker_tag,
     split_tag,
     write_docker_archive,
 )
+from tests.conftest import REPO
 
 ALL = ("raw", "qcow2", "vhd", "vhdx", "vmdk", "ova", "tar", "tgz", "squashfs", "docker", "vmmgr")
 
@@ -135,6 +139,104 @@ def test_validate_accepts_good_options() -> None:
     # a plain key goes to every format that knows it: here vmdk cannot take "fixed"
     with pytest.raises(MultiError, match="vmdk options: subformat=fixed"):
         outputs.validate(plugins, OutputOptions(qemu_img_options="subformat=fixed"))
+
+
+@pytest.mark.parametrize(
+    ("output", "options", "env", "uncompressed", "needles"),
+    [
+        # qcow2 is compressed unless -u: any preallocation is refused, naming both
+        ("qcow2", "preallocation=metadata", {}, False, ["preallocation=metadata", "compression"]),
+        ("qcow2", "", {"DIB_QCOW2_PREALLOCATION": "full"}, False, ["DIB_QCOW2_PREALLOCATION"]),
+        ("qcow2", "compat=0.10,lazy_refcounts=on", {}, True, ["compat=0.10", "lazy_refcounts=on"]),
+        ("qcow2", "compat=v2", {"DIB_QCOW2_LAZY_REFCOUNTS": "on"}, True, ["lazy_refcounts"]),
+        ("qcow2", "compat=0.10,compression_type=zstd", {}, False, ["compression_type=zstd"]),
+        ("qcow2", "compat=0.10,refcount_bits=8", {}, True, ["refcount_bits=8"]),
+        ("qcow2", "compat=0.10,extended_l2=on", {}, True, ["extended_l2=on"]),
+        ("qcow2", "extended_l2=on,cluster_size=4k", {}, True, ["cluster_size=4k", "16k"]),
+        ("vmdk", "compat6=on,hwversion=6", {}, False, ["compat6=on", "hwversion=6"]),
+        ("ova", "compat6=on,hwversion=4", {}, False, ["compat6=on", "hwversion=4"]),
+    ],
+)
+def test_options_qemu_img_refuses_together_are_refused_naming_both(
+    output: str, options: str, env: dict[str, str], uncompressed: bool, needles: list[str]
+) -> None:
+    plugin = outputs.get(output)
+    with pytest.raises(MultiError) as e:
+        outputs.validate([plugin], OutputOptions(uncompressed, options, env))
+    assert len(e.value.problems) == 1 and "\n" not in e.value.message, e.value.message
+    assert "cannot go together" in e.value.message
+    for needle in needles:
+        assert needle in e.value.message, e.value.message
+    assert e.value.hint and "drop" in e.value.hint
+
+
+def test_a_conflict_names_where_each_option_was_set() -> None:
+    env = {"DIB_QCOW2_COMPAT": "0.10"}
+    with pytest.raises(ConfigError) as e:
+        qopts.resolve("qcow2", "lazy_refcounts=on", env)
+    assert "compat=0.10 (from DIB_QCOW2_COMPAT)" in e.value.message
+    assert "lazy_refcounts=on (from --qemu-img-options)" in e.value.message
+
+
+@pytest.mark.parametrize(
+    ("output", "options", "uncompressed"),
+    [
+        ("qcow2", "preallocation=metadata", True),  # -u: nothing to compress
+        ("qcow2", "preallocation=off", False),
+        ("qcow2", "compat=0.10,compression_type=zlib,refcount_bits=16", False),
+        ("qcow2", "compat=1.1,lazy_refcounts=on,extended_l2=on,cluster_size=16k", False),
+        ("vmdk", "compat6=on", False),
+        ("vmdk", "hwversion=6", False),
+        ("vhd", "preallocation=metadata", False),  # not a vhd key: qcow2's own business
+    ],
+)
+def test_options_that_do_go_together_pass(output: str, options: str, uncompressed: bool) -> None:
+    plugins = [outputs.get(output)]
+    if output == "vhd":
+        plugins.append(outputs.get("qcow2"))
+        uncompressed = True
+    outputs.validate(plugins, OutputOptions(uncompressed, options))
+
+
+def test_preallocation_no_longer_drops_compression_silently() -> None:
+    q = outputs.get("qcow2")
+    assert isinstance(q, QemuOutput)
+    assert q.compress(OutputOptions()) is True
+    assert q.compress(OutputOptions(uncompressed=True)) is False
+    # what the write would use, if validation were skipped: still refused, never dropped
+    with pytest.raises(ConfigError, match="cannot go together"):
+        q.options(OutputOptions(qemu_img_options="preallocation=falloc"))
+
+
+@pytest.mark.parametrize(
+    ("output", "options", "needle"),
+    [
+        ("qcow2", "cluster_size=3k", "cluster_size=3k: must be a power of two from 512 to 2M"),
+        ("qcow2", "cluster_size=4M", "cluster_size=4M: must be a power of two"),
+        ("qcow2", "cluster_size=256", "cluster_size=256: must be a power of two"),
+        ("vhdx", "block_size=3M", "block_size=3M: must be a power of two from 1M to 256M"),
+    ],
+)
+def test_sizes_qemu_img_refuses_are_refused(output: str, options: str, needle: str) -> None:
+    with pytest.raises(MultiError, match=needle):
+        outputs.validate([outputs.get(output)], OutputOptions(True, options))
+
+
+def test_disk_image_create_refuses_a_conflict_before_anything_exists(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
+    env["ELEMENTS_PATH"] = str(REPO / "tests" / "fixtures" / "pipeline-elements")
+    env["TMP_DIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
+    argv = [sys.executable, str(REPO / "bin" / "disk-image-create"), "-n", "-o"]
+    argv += [str(tmp_path / "img"), "--qemu-img-options", "preallocation=metadata", "tiny-os"]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("disk-image-create: error: qcow2 options: preallocation=metadata")
+    assert "compression" in lines[0] and "Traceback" not in r.stderr
+    assert all(line.startswith("  hint:") for line in lines[1:]), r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 # -- write_all ----------------------------------------------------------------------------
