@@ -3,6 +3,11 @@
 The output is written by the same plugin a build uses for that format (same options,
 same check after writing) under a temporary name and renamed into place when it passed.
 A non-raw input is first read into a sparse temporary raw image next to the output.
+
+The input's format comes from its own signatures (:mod:`dibpy.imageformat`), not from
+qemu-img's probe: a fixed VHD is a VHD, and a file that is neither an image format nor a
+disk with a partition table or filesystem is refused unless ``-f raw`` says it is one.
+A damaged or truncated input is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from dibpy import outputs, run
 from dibpy.errors import ConfigError, DibpyError
 from dibpy.outputs import OutputOptions, OutputPlugin
 
-#: formats ``dibpy convert`` reads
-INPUTS = ("raw", "qcow2", "vhd", "vhdx", "vmdk", "ova")
+#: formats ``dibpy convert`` reads (qemu-img's ``vpc`` is ``vhd``)
+INPUTS = ("raw", "qcow2", "vhd", "vhdx", "vmdk", "ova", "vdi", "qed", "parallels")
+INPUT_ALIASES = {"vpc": "vhd", "img": "raw"}
 EXTENSIONS = {
     "raw": "raw",
     "img": "raw",
@@ -62,12 +68,19 @@ def convert_image(
     if dest.exists() and not force:
         raise ConfigError(f"{dest} exists", hint="use --force to replace it")
     plugin = output_format(dest, out_format)
-    if in_format is not None and in_format not in INPUTS:
-        raise ConfigError(f"-f {in_format}: not an input format ({', '.join(INPUTS)})")
+    if in_format is not None:
+        in_format = INPUT_ALIASES.get(in_format, in_format)
+        if in_format not in INPUTS:
+            raise ConfigError(f"-f {in_format}: not an input format ({', '.join(INPUTS)})")
+    # the output's options first: they need no reading of the input
+    outputs.validate([plugin], opts)
     fmt = in_format or dinspect.detect_format(src)
     if fmt not in INPUTS:
-        raise DibpyError(f"{src} is a {fmt} image, which dibpy convert does not read")
-    outputs.validate([plugin], opts)
+        raise DibpyError(
+            f"{src} is a {fmt} image, which dibpy convert does not read",
+            hint=f"it reads {', '.join(INPUTS)}",
+        )
+    dinspect.check_input(src, fmt)
     if not opts.image_name:
         from dataclasses import replace
 

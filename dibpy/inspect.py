@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dibpy import run
+from dibpy import imageformat, run
 from dibpy.errors import DibpyError
 
 ESP_GPT = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
@@ -35,15 +35,11 @@ ESP_MBR = ("ef", "0xef")
 EXT = ("ext2", "ext3", "ext4")
 #: boot code signatures in the first 440 bytes of a disk
 BOOT_CODE = ((b"GRUB", "GRUB"), (b"SYSLINUX", "SYSLINUX"), (b"EXTLINUX", "EXTLINUX"))
-QEMU_TO_OUTPUT = {"vpc": "vhd"}
 
 
-def qemu_info(path: Path) -> dict[str, Any]:
-    r = run.run(["qemu-img", "info", "--output=json", str(path)], check=False)
-    if r.returncode != 0:
-        raise DibpyError(f"{path} is not a disk image qemu-img can read: {r.stderr.strip()[-300:]}")
-    info: dict[str, Any] = json.loads(r.stdout)
-    return info
+def qemu_info(path: Path, fmt: str | None = None) -> dict[str, Any]:
+    """``qemu-img info`` of ``path`` read as ``fmt`` (never qemu's probe once we know)."""
+    return imageformat.qemu_info(path, fmt)
 
 
 def ova_disk_spec(path: Path) -> str | None:
@@ -72,15 +68,23 @@ def ova_disk_spec(path: Path) -> str | None:
 
 
 def detect_format(path: Path) -> str:
-    """The output-type name of an image: raw, qcow2, vhd, vhdx, vmdk or ova."""
+    """The format of an image from its own signatures (:mod:`dibpy.imageformat`): raw,
+    qcow2, vhd, vhdx, vmdk, vdi, qed, parallels or ova.  A file that is no disk image
+    is a DibpyError naming it."""
+    return imageformat.detect(path).fmt
+
+
+def check_input(path: Path, fmt: str) -> dict[str, Any]:
+    """Refuse a damaged or truncated image; returns qemu-img info of it (its disk, for an
+    OVA)."""
     if not path.is_file():
         raise DibpyError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise DibpyError(f"{path} is empty: not a disk image")
-    if ova_disk_spec(path):
-        return "ova"
-    fmt = str(qemu_info(path).get("format"))
-    return QEMU_TO_OUTPUT.get(fmt, fmt)
+    if fmt == "ova":
+        spec = ova_disk_spec(path)
+        if spec is None:
+            raise DibpyError(f"{path} is not an OVA: no OVF descriptor first, or no .vmdk in it")
+        return imageformat.check_whole(path, fmt, spec)
+    return imageformat.check_whole(path, fmt)
 
 
 @contextlib.contextmanager
@@ -101,7 +105,7 @@ def raw_view(path: Path, fmt: str | None = None) -> Iterator[Path]:
             assert spec is not None
             run.run(["qemu-img", "convert", "-O", "raw", spec, str(out)])
         else:
-            qfmt = {"vhd": "vpc"}.get(fmt, fmt)
+            qfmt = imageformat.QEMU_NAME.get(fmt, fmt)
             run.run(["qemu-img", "convert", "-f", qfmt, "-O", "raw", str(path), str(out)])
         yield out
     finally:
@@ -274,16 +278,14 @@ def _look_inside(raw: Path, fs: dict[str, Any], notes: list[str]) -> None:
     fs.update({k: v for k, v in found.items() if v})
 
 
-def describe(path: Path) -> dict[str, Any]:
-    """Everything ``dibpy info`` reports about an image, as a JSON-ready dict."""
-    fmt = detect_format(path)
-    spec = ova_disk_spec(path) if fmt == "ova" else str(path)
-    assert spec is not None
-    qinfo = (
-        qemu_info(Path(spec))
-        if fmt != "ova"
-        else json.loads(run.output(["qemu-img", "info", "--output=json", spec]))
-    )
+def describe(path: Path, fmt: str | None = None) -> dict[str, Any]:
+    """Everything ``dibpy info`` reports about an image, as a JSON-ready dict.
+
+    ``fmt`` is the user's word for the format (``-f``), else it is detected; a file that
+    is no disk image, or a damaged one, is a DibpyError naming it.
+    """
+    fmt = fmt or detect_format(path)
+    qinfo = check_input(path, fmt)
     st = path.stat()
     result: dict[str, Any] = {
         "path": str(path),

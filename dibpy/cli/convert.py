@@ -22,7 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
         "check.  Per-format variables (DIB_QCOW2_COMPAT, DIB_VHD_SUBFORMAT, DIB_OVA_*, "
         "...) apply as in a build; see doc/outputs.md.",
     )
-    p.add_argument("input", help="the image to read (format detected)")
+    p.add_argument(
+        "input",
+        help="the image to read (format detected from its signatures; a raw disk needs "
+        "a partition table or filesystem, or -f raw)",
+    )
     p.add_argument("output", help="the file to write")
     p.add_argument(
         "-O",
@@ -31,7 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FMT",
         help="output format (default: from OUT's extension)",
     )
-    p.add_argument("-f", "--input-format", dest="in_fmt", metavar="FMT", help="input format")
+    p.add_argument(
+        "-f",
+        "--input-format",
+        dest="in_fmt",
+        metavar="FMT",
+        help="input format (raw, qcow2, vhd, vhdx, vmdk, ova, vdi, qed, parallels)",
+    )
     p.add_argument(
         "--qemu-img-options",
         default=os.environ.get("DIB_QEMU_IMG_OPTIONS", ""),

@@ -17,9 +17,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Describe a disk image (raw, qcow2, vhd, vhdx, vmdk, ova) without "
         "booting it: format, virtual and allocated size, partition table, filesystems "
         "with labels and UUIDs, the bootloader and the OS inside (os-release).  Non-raw "
-        "images are read through a temporary sparse raw copy in TMPDIR.",
+        "images are read through a temporary sparse raw copy in TMPDIR.  A damaged or "
+        "truncated image, or a file that is no disk image, is refused.",
     )
     p.add_argument("image", help="the disk image")
+    p.add_argument(
+        "-f",
+        "--format",
+        dest="fmt",
+        metavar="FMT",
+        help="the image's format (default: from its signatures; a raw disk needs a "
+        "partition table or filesystem, or -f raw)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--debug", action="store_true", help="tracebacks and debug logging")
     return p
@@ -33,7 +42,13 @@ def main_args(argv: Sequence[str]) -> int:
         from dibpy.log import setup_logging
 
         setup_logging(debug=1)
-    d = describe(Path(args.image))
+    from dibpy.convert import INPUT_ALIASES, INPUTS
+    from dibpy.errors import ConfigError
+
+    fmt = args.fmt and INPUT_ALIASES.get(args.fmt, args.fmt)
+    if fmt is not None and fmt not in INPUTS:
+        raise ConfigError(f"-f {args.fmt}: not a format dibpy info reads ({', '.join(INPUTS)})")
+    d = describe(Path(args.image), fmt)
     if args.json:
         print(json.dumps(d, indent=2))
     else:

@@ -164,7 +164,8 @@ class QemuOutput(OutputPlugin):
     def write(self, raw: Path, dest: Path, opts: OutputOptions) -> None:
         self.create_opts = self.options(opts)
         with self.sized_source(raw, dest) as src:
-            self.virtual_size = src.stat().st_size
+            # qemu-img rounds a disk up to whole 512-byte sectors
+            self.virtual_size = round_up(src.stat().st_size, 512)
             convert(
                 src,
                 dest,

@@ -45,9 +45,10 @@ def sha(p: Path) -> str:
 def test_round_trip_keeps_the_content(disk: Path, tmp_path: Path, fmt: str, options: str) -> None:
     mid = tmp_path / f"mid.{fmt}"
     convert_image(disk, mid, opts=OutputOptions(qemu_img_options=options))
-    assert detect_format(mid) == fmt or (fmt == "vhd" and "fixed" in options)
+    # a fixed VHD too, by its footer (qemu-img's probe says raw)
+    assert detect_format(mid) == fmt
     back = tmp_path / "back.raw"
-    convert_image(mid, back, in_format=fmt)
+    convert_image(mid, back)
     assert back.stat().st_size == disk.stat().st_size
     assert sha(back) == sha(disk)
     assert not list(tmp_path.glob(".*"))
@@ -61,7 +62,7 @@ def test_round_trip_through_vhd_of_an_odd_size(tmp_path: Path) -> None:
         f.write(b"tail" * 1000)
     size = raw.stat().st_size
     vhd = tmp_path / "odd.vhd"
-    convert_image(raw, vhd)
+    convert_image(raw, vhd, in_format="raw")
     back = tmp_path / "back.raw"
     convert_image(vhd, back)
     assert back.stat().st_size == 4 * MIB

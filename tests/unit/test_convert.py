@@ -54,7 +54,10 @@ def test_convert_raw_to_qcow2_and_back(tmp_path: Path) -> None:
     data = bytes(range(256)) * 8192  # 2 MiB
     src.write_bytes(data)
     q = tmp_path / "a.qcow2"
-    assert main([str(src), str(q), "--qemu-img-options", "compat=0.10"]) == 0
+    # no partition table, no filesystem: raw only when the user says so
+    assert main([str(src), str(q), "--qemu-img-options", "compat=0.10"]) == 1
+    assert not q.exists()
+    assert main(["-f", "raw", str(src), str(q), "--qemu-img-options", "compat=0.10"]) == 0
     back = tmp_path / "back.img"
     assert main([str(q), str(back)]) == 0
     assert back.read_bytes() == data
