@@ -1,4 +1,8 @@
-"""``-t vmmgr``: a VM-manager OS template archive (see :mod:`dibpy.vmmgr`)."""
+"""``-t vmmgr``: a VM-manager OS template archive (see :mod:`dibpy.vmmgr`).
+
+The disk image goes in raw, as the manager's instructions make it, unless the metadata
+asks for qcow2 (``disk_format: qcow2``; compressed unless ``-u``).
+"""
 
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ class VmManager(OutputPlugin):
     def write(self, raw: Path, dest: Path, opts: OutputOptions) -> None:
         name = self._name(opts, dest)
         self.meta = meta = vmmgr.load(opts.environ, name)
-        self.hddimage = f"{name}.{meta.disk_extension}"
+        self.hddimage = meta.hddimage_for(name)
         tmp = Path(tempfile.mkdtemp(prefix=".vmmgr-", dir=dest.parent))
         try:
             disk = tmp / self.hddimage
@@ -48,7 +52,9 @@ class VmManager(OutputPlugin):
 
     def finish(self, dest: Path, opts: OutputOptions) -> list[Path]:
         meta = self.meta or vmmgr.load(opts.environ, self._name(opts, dest))
-        entry = vmmgr.metadata_entry(dest, meta, self.hddimage or f"{meta.osname}.qcow2")
+        entry = vmmgr.metadata_entry(
+            dest, meta, self.hddimage or meta.hddimage_for(self._name(opts, dest))
+        )
         out = dest.with_name(dest.name.removesuffix(".tar.gz") + ".metadata.json")
         out.write_text(json.dumps(entry, indent=2) + "\n")
         written = [out]

@@ -79,7 +79,53 @@ def test_every_format_in_parallel(built: tuple[Path, Path], tmp_path: Path, no_l
     assert "etc/hostname" in lnames and "proc" in lnames
     assert not [n for n in lnames if n.startswith("./") or "must-not" in n]
     meta = json.loads((tmp_path / "img.vmmgr.metadata.json").read_text())
-    assert meta["name"] == "Img-1" and meta["file"] == "img.vmmgr.tar.gz"
+    assert meta["name"] == "Img-1" and meta["file_name"] == "img.vmmgr.tar.gz"
+    assert meta["image_name"] == "img.hddimage"
+
+
+@pytest.mark.parametrize("kind", ["windows", "linux"])
+def test_vmmgr_templates_as_documented(built: tuple[Path, Path], tmp_path: Path, kind: str) -> None:
+    """A Windows and a Linux template from a real disk: the documented metainfo.xml (by
+    xmllint against our schema), the script as asked, the disk raw and whole."""
+    import shutil
+
+    from dibpy import vmmgr
+
+    raw, _ = built
+    if kind == "windows":
+        env = {"DIB_VMMGR_OSNAME": "Windows-Server-2019", "DIB_VMMGR_HDDIMAGE": "win2019.hddimage"}
+        env["DIB_VMMGR_TAGS"] = "windows,windows2019"
+        files = ["metainfo.xml", "win2019.hddimage", "windows.cmd"]
+    else:
+        env = {"DIB_VMMGR_OSNAME": "Debian-12", "DIB_VMMGR_INSTALLDRIVE": "debian.sh"}
+        env["DIB_VMMGR_DISK_FORMAT"] = "qcow2"
+        files = ["debian.sh", "img.qcow2", "metainfo.xml"]
+    opts = OutputOptions(image_name="img", environ=env)
+    dest = tmp_path / "img.vmmgr.tar.gz"
+    outputs.write_all([(outputs.get("vmmgr"), dest)], raw, opts)
+    out = tmp_path / "x"
+    out.mkdir()
+    with tarfile.open(dest) as t:
+        assert sorted(t.getnames()) == files
+        t.extractall(out, filter="data")
+    if shutil.which("xmllint"):
+        schema = str(vmmgr.xml_schema_path())
+        subprocess.run(
+            ["xmllint", "--noout", "--schema", schema, str(out / "metainfo.xml")],
+            check=True,
+            capture_output=True,
+        )
+    script = (out / files[0 if kind == "linux" else 2]).read_bytes()
+    assert b"($PASS)" in script
+    assert (script.count(b"\r\n") == script.count(b"\n")) == (kind == "windows")
+    disk = out / files[1]
+    fmt = "raw" if kind == "windows" else "qcow2"
+    assert qinfo(disk, fmt)["format"] == fmt
+    subprocess.run(
+        ["qemu-img", "compare", "-f", "raw", "-F", fmt, str(raw), str(disk)],
+        check=True,
+        capture_output=True,
+    )
 
 
 def test_qemu_format_options_are_applied(built: tuple[Path, Path], tmp_path: Path) -> None:
