@@ -368,3 +368,57 @@ def test_archive_check_catches_problems(tmp_path: Path) -> None:
     (tmp_path / "plain.tar.gz").write_bytes(b"not gzip")
     with pytest.raises(DibpyError, match="not a readable tar"):
         vmmgr.check_archive(tmp_path / "plain.tar.gz")
+
+
+# -- the vmmgr-windows element: C:\vmmgr\ on a Windows image ---------------------------
+
+VMMGR_WINDOWS_HOOK = (
+    Path(__file__).resolve().parents[2] / "elements/vmmgr-windows/extra-data.d/50-vmmgr-windows"
+)
+
+
+def run_hook(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(VMMGR_WINDOWS_HOOK)],
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C", **env},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_vmmgr_windows_puts_crlf_scripts_and_dd_exe_in_c_vmmgr(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    dd = tmp_path / "dd.exe"
+    dd.write_bytes(b"MZ\x90\x00" + bytes(100))
+    r = run_hook({"TARGET_ROOT": str(root), "DIB_VMMGR_DD_EXE": str(dd)})
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in (root / "vmmgr").iterdir())
+    assert names == ["dd.exe", "ddwrap.cmd", "firstrun.cmd", "firstrun.ps1"]
+    assert (root / "vmmgr/dd.exe").read_bytes() == dd.read_bytes()
+    for name in ("ddwrap.cmd", "firstrun.cmd", "firstrun.ps1"):
+        data = (root / "vmmgr" / name).read_bytes()
+        assert data.count(b"\n") == data.count(b"\r\n") > 1, name
+        assert b"\r\r" not in data
+    assert b"C:\\vmmgr\\firstrun.ps1" in (root / "vmmgr/firstrun.cmd").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("dd", "needle"),
+    [
+        (None, "DIB_VMMGR_DD_EXE is not set"),
+        ("missing.exe", "is not a file"),
+        ("text.exe", "not a Windows executable"),
+    ],
+)
+def test_vmmgr_windows_without_a_dd_exe_says_so_in_one_line(
+    tmp_path: Path, dd: str | None, needle: str
+) -> None:
+    (tmp_path / "text.exe").write_text("#!/bin/sh\n")
+    env = {"TARGET_ROOT": str(tmp_path)}
+    if dd:
+        env["DIB_VMMGR_DD_EXE"] = str(tmp_path / dd)
+    r = run_hook(env)
+    assert r.returncode == 1
+    assert r.stderr.startswith("vmmgr-windows: DIB_VMMGR_DD_EXE") and needle in r.stderr
+    assert len(r.stderr.splitlines()) == 1 and not (tmp_path / "vmmgr").exists()
