@@ -175,6 +175,8 @@ def xml_schema_path() -> Path:
     return Path(str(resources.files("dibpy").joinpath("schemas/vmmgr-metainfo.xsd")))
 
 
+#: what older dibpy took for installdrive (a drive): vda, sdb, hda, xvda
+_DRIVE_NAME = re.compile(r"^(s|v|h|xv)d[a-z]{1,2}[0-9]*$")
 _TRUE = ("1", "on", "yes", "true")
 _FALSE = ("0", "off", "no", "false")
 
@@ -282,6 +284,12 @@ def load(environ: Mapping[str, str], image_name: str = "") -> Metadata:
         tags = [t for t in tags.split(",") if t]
     macros = [_macro(m) for m in data.get("macros", per_kind["macros"])]
     installdrive = str(merged["installdrive"])
+    if _DRIVE_NAME.match(installdrive):
+        raise ConfigError(
+            f"{origin}: installdrive: {installdrive} is a drive name, but installdrive is the "
+            "initial setup script's file name",
+            hint=f"e.g. installdrive: {per_kind['installdrive']} (older dibpy took a drive name)",
+        )
     if kind == "windows" and not installdrive.lower().endswith(WINDOWS_SCRIPT_SUFFIXES):
         raise ConfigError(
             f"{origin}: installdrive: {installdrive}: a Windows template's setup script is a "

@@ -179,6 +179,7 @@ def test_osname_defaults_to_the_image_name() -> None:
         ("osname: X\n", {"DIB_VMMGR_LIMIT_DISK": "0"}, ["DIB_VMMGR_LIMIT_DISK: limits.disk:"]),
         ("osname: Windows-10\ninstalldrive: setup.sh\n", {}, ["installdrive: setup.sh", ".cmd"]),
         ("osname: X\nhddimage: metainfo.xml\n", {}, ["hddimage: metainfo.xml"]),
+        ("osname: X\ninstalldrive: vda\n", {}, ["installdrive: vda is a drive name"]),
     ],
 )
 def test_every_error_names_its_key(
