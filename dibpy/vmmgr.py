@@ -284,26 +284,34 @@ def load(environ: Mapping[str, str], image_name: str = "") -> Metadata:
         tags = [t for t in tags.split(",") if t]
     macros = [_macro(m) for m in data.get("macros", per_kind["macros"])]
     installdrive = str(merged["installdrive"])
+
+    def source(key: str) -> str:
+        return _VARIABLE_OF[(key,)] if (key,) in from_variable else origin
+
     if _DRIVE_NAME.match(installdrive):
         raise ConfigError(
-            f"{origin}: installdrive: {installdrive} is a drive name, but installdrive is the "
-            "initial setup script's file name",
+            f"{source('installdrive')}: installdrive: {installdrive} is a drive name, but "
+            "installdrive is the initial setup script's file name",
             hint=f"e.g. installdrive: {per_kind['installdrive']} (older dibpy took a drive name)",
         )
     if kind == "windows" and not installdrive.lower().endswith(WINDOWS_SCRIPT_SUFFIXES):
         raise ConfigError(
-            f"{origin}: installdrive: {installdrive}: a Windows template's setup script is a "
-            ".cmd or .bat file",
+            f"{source('installdrive')}: installdrive: {installdrive}: a Windows template's "
+            "setup script is a .cmd or .bat file",
             hint="e.g. installdrive: windows.cmd (or kind: linux for a shell script)",
         )
     if merged.get("hddimage") in (METAINFO, installdrive):
-        raise ConfigError(f"{origin}: hddimage: {merged['hddimage']} is another file's name")
+        raise ConfigError(
+            f"{source('hddimage')}: hddimage: {merged['hddimage']} is another file's name"
+        )
     script = merged.get("setup_script")
     script_path = None
     if script:
         script_path = Path(script) if Path(script).is_absolute() else base_dir / script
         if not script_path.is_file():
-            raise ConfigError(f"{origin}: setup_script: {script_path} does not exist")
+            raise ConfigError(
+                f"{source('setup_script')}: setup_script: {script_path} does not exist"
+            )
     repo = merged.get("repository")
     return Metadata(
         osname=osname,
@@ -327,7 +335,8 @@ def load(environ: Mapping[str, str], image_name: str = "") -> Metadata:
 def _message(err: jsonschema.ValidationError) -> str:
     """jsonschema's message, shortened where it would dump a whole schema."""
     if err.validator == "oneOf":
-        return f"{err.instance!r} is not valid here (see dibpy/schemas/vmmgr.json)"
+        want = err.schema.get("description") if isinstance(err.schema, dict) else None
+        return f"{err.instance!r} is not {want or 'valid here'} (see dibpy/schemas/vmmgr.json)"
     return err.message
 
 

@@ -165,7 +165,8 @@ def test_osname_defaults_to_the_image_name() -> None:
     [
         ("osname: 'bad name!'\n", {}, ["(DIB_VMMGR_METADATA): osname:"]),
         ("osname: X\nlimits: {mem: lots}\n", {}, ["limits.mem:"]),
-        ("osname: X\nlimits: {ipv4: maybe}\n", {}, ["limits.ipv4:"]),
+        ("osname: X\nlimits: {ipv4: maybe}\n", {}, ["limits.ipv4: 'maybe' is not yes or no"]),
+        ("osname: Windows-11\n", {"DIB_VMMGR_INSTALLDRIVE": "x.sh"}, ["DIB_VMMGR_INSTALLDRIVE: "]),
         ("osname: X\nmacros: [lower]\n", {}, ["macros.0:"]),
         ("osname: X\nmacros: [{name: KEY, description: d}]\n", {}, ["macros.0:"]),
         ("osname: X\ncolour: red\n", {}, ["(top level)", "colour"]),
