@@ -5,11 +5,14 @@ in tests/integration/test_elements_dib_batch.py."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO
 
@@ -116,3 +119,52 @@ def test_autoupdates_picks_the_family_variable(tmp_path: Path) -> None:
     assert (hooks / "autoupdates/config").read_text() == conf.read_text()
     r = hook(rel, DISTRO_NAME="gentoo", TMP_HOOKS_PATH=str(tmp_path / "other"))
     assert r.returncode == 0 and not (tmp_path / "other").exists()
+
+
+# --- the same metadata as diskimage-builder's elements (its release as the oracle) ---
+
+BATCH = [
+    "modprobe", "disable-nouveau", "sysctl", "apt-sources", "apt-conf", "apt-preferences",
+    "cloud-init", "cloud-init-nocloud", "cloud-init-growpart", "cloud-init-disable-resizefs",
+    "local-config", "element-manifest", "posix", "cleanup-kernel-initrd", "dib-python",
+    "pypi", "pip-cache", "autoupdates", "fail2ban", "disable-selinux",
+]  # fmt: skip
+
+
+def words(path: Path) -> set[str]:
+    return set(path.read_text().split()) if path.is_file() else set()
+
+
+def debian_packages(element: Path) -> set[str]:
+    """The Debian packages an element's package-installs.yaml installs, through its pkg-map."""
+    f = element / "package-installs.yaml"
+    if not f.is_file():
+        return set()
+    names = yaml.safe_load(f.read_text()) or {}
+    m = element / "pkg-map"
+    pmap = json.loads(m.read_text()) if m.is_file() else {}
+    family = pmap.get("family", {}).get("debian", {})
+    default = pmap.get("default", {})
+    out: set[str] = set()
+    for n in names:
+        out.update(str(family.get(n, default.get(n, n))).split())
+    return out
+
+
+@pytest.mark.parametrize("name", BATCH)
+def test_same_deps_provides_variables_and_packages_as_diskimage_builder(name: str) -> None:
+    from tests.dibref import dib_elements
+
+    dib, ours = dib_elements() / name, ELEMENTS / name
+    for meta in ("element-deps", "element-provides"):
+        assert words(ours / meta) == words(dib / meta), meta
+    dib_vars = set(re.findall(r"\bDIB_[A-Z0-9_]*[A-Z0-9]", (dib / "README.rst").read_text()))
+    our_vars = set(re.findall(r"\bDIB_[A-Z0-9_]*[A-Z0-9]", (ours / "README.rst").read_text()))
+    assert dib_vars <= our_vars
+    assert debian_packages(ours) == debian_packages(dib)
+    # bin/ commands of the same names
+    assert words_of_dir(ours / "bin") == words_of_dir(dib / "bin")
+
+
+def words_of_dir(d: Path) -> set[str]:
+    return {p.name for p in d.iterdir()} if d.is_dir() else set()
