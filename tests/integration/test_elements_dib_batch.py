@@ -6,14 +6,16 @@ a test element that snapshots the tree at the end of cleanup.d) and the same plu
 modprobe (with modprobe-blacklist), disable-nouveau, sysctl, apt-sources, apt-conf,
 apt-preferences, cloud-init, cloud-init-nocloud, cloud-init-growpart,
 cloud-init-disable-resizefs, local-config, element-manifest, cleanup-kernel-initrd,
-dib-python, pypi, pip-cache, autoupdates and fail2ban, each with its variables set.
-Each test checks what one element changed.  Hooks that cannot act on Debian
-(disable-selinux) or would disturb the build (local-config's proxy) are run in the
-built tree afterwards; posix's package list is resolved by apt in that tree.
+dib-python, pypi, pip-cache, autoupdates, fail2ban, nm-dhcp-ib-interfaces and iscsi-boot, each with
+its variables set.  Each test checks what one element changed.  Hooks that cannot act
+on Debian (disable-selinux), would disturb the build (local-config's proxy) or need a
+kernel with headers (dkms, with a stand-in dkms command) are run in the built tree
+afterwards; posix's package list is resolved by apt in that tree.
 """
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import shutil
@@ -35,7 +37,9 @@ NEW = [
     "apt-preferences", "cloud-init", "cloud-init-nocloud", "cloud-init-growpart",
     "cloud-init-disable-resizefs", "local-config", "element-manifest",
     "cleanup-kernel-initrd", "dib-python", "pypi", "pip-cache", "autoupdates", "fail2ban",
+    "nm-dhcp-ib-interfaces", "iscsi-boot",
 ]  # fmt: skip
+CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBATCH local-config@dibpy"
 PROBE = uuid.uuid4().hex[:12]
 
@@ -335,7 +339,7 @@ def run_hook_in(tree: Path, hook: Path, **env: str) -> subprocess.CompletedProce
     shutil.copy2(hook, tree / "tmp" / hook.name)
     try:
         return subprocess.run(
-            ["chroot", str(tree), "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            ["chroot", str(tree), "env", "-i", f"PATH={CHROOT_PATH}",
              *(f"{k}={v}" for k, v in env.items()), "bash", f"/tmp/{hook.name}"],
             capture_output=True, text=True,
         )  # fmt: skip
@@ -420,3 +424,42 @@ def test_required_or_bad_variable_fails_naming_it(
     assert r.returncode != 0
     assert culprit in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert not (tmp_path / "snap").exists()
+
+
+def test_nm_dhcp_ib_interfaces_profile(trees: tuple[Path, Path, Path]) -> None:
+    base, tree, _ = trees
+    rel = "etc/NetworkManager/system-connections/infiniband.nmconnection"
+    assert not (base / rel).exists()
+    f = tree / rel
+    assert oct(f.stat().st_mode & 0o777) == "0o600" and f.stat().st_uid == 0
+    profile = configparser.ConfigParser()
+    profile.read_string(f.read_text())
+    assert profile["connection"]["type"] == "infiniband"
+    assert "interface-name" not in profile["connection"], "a wildcard profile"
+    assert profile["connection"]["multi-connect"] == "3"
+    assert profile["ipv4"]["method"] == "auto"
+
+
+def test_dkms_builds_for_the_image_kernels_with_headers(trees: tuple[Path, Path, Path]) -> None:
+    _, tree, _ = trees
+    fake = tree / "usr/local/sbin/dkms"
+    made = [tree / "lib/modules/6.1.0-11-amd64/build", tree / "lib/modules/6.1.0-9-amd64"]
+    write(fake, '#!/bin/sh\necho "$@" >> /tmp/dkms.calls\n', 0o755)
+    for d in made:
+        d.mkdir(parents=True)
+    try:
+        r = run_hook_in(tree, ELEMENTS / "dkms/post-install.d/97-dkms")
+        assert r.returncode == 0, r.stderr
+        assert (tree / "tmp/dkms.calls").read_text() == "autoinstall -k 6.1.0-11-amd64\n"
+        assert "no headers for kernel 6.1.0-9-amd64" in r.stdout
+    finally:
+        fake.unlink()
+        (tree / "tmp/dkms.calls").unlink(missing_ok=True)
+        shutil.rmtree(tree / "lib/modules/6.1.0-11-amd64")
+        shutil.rmtree(tree / "lib/modules/6.1.0-9-amd64")
+
+
+def test_iscsi_boot_on_debian(trees: tuple[Path, Path, Path]) -> None:
+    base, tree, _ = trees
+    assert "open-iscsi" in installed(tree) and "open-iscsi" not in installed(base)
+    assert (tree / "etc/iscsi/iscsi.initramfs").read_text() == "ISCSI_AUTO=true\n"

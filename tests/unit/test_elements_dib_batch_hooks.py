@@ -121,13 +121,27 @@ def test_autoupdates_picks_the_family_variable(tmp_path: Path) -> None:
     assert r.returncode == 0 and not (tmp_path / "other").exists()
 
 
+@pytest.mark.parametrize(
+    ("distro", "elements", "ok"),
+    [("debian", "base debian", True), ("centos", "base centos", False),
+     ("centos", "base centos dracut-regenerate", True)],
+)  # fmt: skip
+def test_iscsi_boot_red_hat_needs_dracut_regenerate(distro: str, elements: str, ok: bool) -> None:
+    r = hook("iscsi-boot/extra-data.d/50-iscsi-boot-check", DISTRO_NAME=distro,
+             IMAGE_ELEMENT=elements)  # fmt: skip
+    assert (r.returncode == 0) is ok
+    if not ok:
+        assert r.stderr.count("\n") == 1 and "dracut-regenerate" in r.stderr
+
+
 # --- the same metadata as diskimage-builder's elements (its release as the oracle) ---
 
 BATCH = [
     "modprobe", "disable-nouveau", "sysctl", "apt-sources", "apt-conf", "apt-preferences",
     "cloud-init", "cloud-init-nocloud", "cloud-init-growpart", "cloud-init-disable-resizefs",
     "local-config", "element-manifest", "posix", "cleanup-kernel-initrd", "dib-python",
-    "pypi", "pip-cache", "autoupdates", "fail2ban", "disable-selinux",
+    "pypi", "pip-cache", "autoupdates", "fail2ban", "disable-selinux", "nm-dhcp-ib-interfaces",
+    "dkms", "iscsi-boot",
 ]  # fmt: skip
 
 
