@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, chroot_works, write, write_test_debian
+from tests.conftest import REPO, chroot_works, mounts_under, write, write_test_debian
 from tests.integration.test_elements_debian_tree import HOST_SOURCES, archive_reachable
 
 DIC = [sys.executable, str(REPO / "bin" / "disk-image-create")]
@@ -119,6 +119,7 @@ def run_build(
 def build(root: Path, cache: Path, elements: list[str], **env: str) -> Path:
     r = run_build(root, cache, elements, **env)
     assert r.returncode == 0, r.stderr[-6000:]
+    assert not mounts_under(root), "pip-cache's and pypi's bind mounts are undone"
     (root / "build.log").write_text(r.stdout + r.stderr)
     return root / "snap"
 
@@ -423,6 +424,7 @@ def test_required_or_bad_variable_fails_naming_it(
     r = run_build(tmp_path, cache, [element], **env)
     assert r.returncode != 0
     assert culprit in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert not mounts_under(tmp_path)
     assert not (tmp_path / "snap").exists()
 
 
