@@ -1,0 +1,2 @@
+# cloud-init-nocloud: only the on-disk NoCloud datasource
+export DIB_CLOUD_INIT_DATASOURCES=NoCloud
