@@ -42,12 +42,14 @@ def test_image_boots_to_login_and_devuser_can_log_in(devuser_image: Built) -> No
     res = BootTest(
         image=devuser_image.image,
         login=(DEV_USER, DEV_PASSWORD),
-        command="id",
+        command="id; cat /proc/cmdline",
         timeout=600,
         console_log=devuser_image.image.with_suffix(".console.log"),
     ).run()
     assert res.command_output is not None
     assert f"({DEV_USER})" in res.command_output, res.command_output
+    # the bootloader element's default kernel arguments, as diskimage-builder's
+    assert "no_timer_check" in res.command_output, res.command_output
     print(f"login prompt after {res.seconds_to_prompt:.1f} s ({res.accel})")
 
 
@@ -120,6 +122,9 @@ def test_image_hygiene(devuser_image: Built, tmp_path: Path) -> None:
         )
         assert hits.stdout == "", hits.stdout
         assert (root / "etc" / "dib-manifests").is_dir()
+        # diskimage-builder's default menu: shown, 5 seconds
+        grub_cfg = (root / "boot" / "grub" / "grub.cfg").read_text()
+        assert "set timeout=5" in grub_cfg and "set timeout_style=menu" in grub_cfg
         fstab = (root / "etc" / "fstab").read_text()
         assert "LABEL=cloudimg-rootfs" in fstab or "UUID=" in fstab
 

@@ -80,6 +80,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
         DIB_DEV_USER_PASSWORD=SECRET,
         DIB_DEV_USER_PWDLESS_SUDO="1",
         DIB_DEV_USER_AUTHORIZED_KEYS=str(keys),
+        DIB_DEV_USER_GROUPS="adm,audio",
+        DIB_DHCP_TIMEOUT="45",
     )
     (tmp / "tmp").mkdir()
     r = subprocess.run(
@@ -153,6 +155,12 @@ def test_devuser(built: tuple[Path, Path, str]) -> None:
     ak = root / "home/devuser/.ssh/authorized_keys"
     assert ak.read_text().startswith("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITEST")
     assert oct(ak.stat().st_mode & 0o777) == "0o600" and ak.stat().st_uid == 1000
+    # DIB_DEV_USER_GROUPS, as diskimage-builder names it
+    groups = {
+        ln.split(":")[0]: ln.split(":")[3].split(",")
+        for ln in (root / "etc/group").read_text().splitlines()
+    }
+    assert "devuser" in groups["adm"] and "devuser" in groups["audio"]
 
 
 def test_password_never_logged_or_in_manifests(built: tuple[Path, Path, str]) -> None:
@@ -174,6 +182,8 @@ def test_services_and_static_files(built: tuple[Path, Path, str]) -> None:
     assert (wants / "local-fs.target.wants/growroot.service").is_symlink()
     assert (wants / "multi-user.target.wants/systemd-networkd.service").is_symlink()
     assert "Type=ether" in (root / "etc/systemd/network/80-dhcp-all-interfaces.network").read_text()
+    wait = root / "etc/systemd/system/systemd-networkd-wait-online.service.d"
+    assert "--any --timeout=45" in (wait / "10-dhcp-all-interfaces.conf").read_text()
     assert (root / "etc/snap-static.conf").read_text() == "from static\n"
     for tool in ("install-packages", "pkg-map", "dib-run-parts", "dib-init-system"):
         assert os.access(root / "usr/local/bin" / tool, os.X_OK)

@@ -1,6 +1,6 @@
 # Bootloader settings (see the bootloader element's README.rst).
 export DIB_BLOCK_DEVICE=${DIB_BLOCK_DEVICE:-mbr}
-export DIB_GRUB_TIMEOUT=${DIB_GRUB_TIMEOUT:-1}
+export DIB_GRUB_TIMEOUT=${DIB_GRUB_TIMEOUT:-5}
 export DIB_BOOTLOADER_DEFAULT_CMDLINE=${DIB_BOOTLOADER_DEFAULT_CMDLINE-nofb nomodeset gfxpayload=text}
 if [ "${ARCH:-amd64}" = arm64 ]; then
     export DIB_BOOTLOADER_SERIAL_CONSOLE=${DIB_BOOTLOADER_SERIAL_CONSOLE-ttyAMA0,115200}
