@@ -28,6 +28,9 @@ _ARCH_ALIASES = {
     "armhf": "armhf",
     "ppc64le": "ppc64el",
     "ppc64el": "ppc64el",
+    # big-endian POWER, which diskimage-builder's elements still name
+    "ppc64": "ppc64",
+    "powerpc": "powerpc",
     "s390x": "s390x",
     "i386": "i386",
     "i686": "i386",

@@ -189,3 +189,21 @@ def test_options_a_build_will_not_use_are_warned_about() -> None:
     assert [w.split()[0] for w in found] == ["--image-size", "--checksum"]
     assert all("ramdisk" in w for w in found)
     assert inapplicable_options(cfg(), no_final=True) == []
+
+
+@pytest.mark.parametrize(
+    ("given", "arch"),
+    [("x86_64", "amd64"), ("aarch64", "arm64"), ("ppc64le", "ppc64el"), ("ppc64", "ppc64"),
+     ("powerpc", "powerpc"), ("i686", "i386")],
+)  # fmt: skip
+def test_every_architecture_diskimage_builder_takes(given: str, arch: str) -> None:
+    from dibpy.config import parse_arch
+
+    assert parse_arch(given) == arch
+
+
+def test_an_unknown_architecture_is_refused_with_the_known_ones() -> None:
+    from dibpy.config import parse_arch
+
+    with pytest.raises(ValueError, match="unknown architecture 'sparc'.*ppc64"):
+        parse_arch("sparc")
