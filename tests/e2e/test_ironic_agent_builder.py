@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from dibpy.boottest import BootTest
+from tests.conftest import loops_under, mounts_under
 from tests.e2e.boot_helpers import DEVUSER_ENV
 from tests.e2e.conftest import DEV_USER, build_env
 from tests.ipabref import IPA_VERSION, PINNED, ipa_builder, source_repos
@@ -78,6 +79,9 @@ def ramdisk(tmp_path_factory: pytest.TempPathFactory, image_cache: Path) -> Ramd
         timeout=2400,
     )
     assert r.returncode == 0, r.stdout[-6000:]
+    # nothing of the build is left: no mount, no loop device, no build directory
+    assert not mounts_under(work) and not loops_under(work)
+    assert not list((work / "tmp").iterdir())
     return Ramdisk(out / "ipa", r.stdout)
 
 
