@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from dibpy import __version__, chroot, mounts, run, treecache
+from dibpy import __version__, chroot, envcheck, mounts, run, treecache
 from dibpy import outputs as outputs_mod
 from dibpy.blockdev import BlockDevice, BlockDeviceParams, config_source, load_config
 from dibpy.cli.element_info import GET_IMAGE_ELEMENT_ARRAY_BODY
@@ -136,6 +136,12 @@ def plan(cfg: BuildConfig) -> Plan:
         outputs = []
     for warning in inapplicable_options(cfg, no_final):
         LOG.warning("%s", warning)
+    if resolution is not None:
+        # a misspelt variable is otherwise ignored without a word
+        for warning in envcheck.unread_variables(
+            cfg.environ, [e.path for e in resolution.elements]
+        ):
+            LOG.warning("%s", warning)
     try:
         outputs_mod.validate([p for p, _ in outputs], output_options(cfg))
     except ConfigError as e:
