@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dibpy.boottest import BootResult, BootTest
 from tests.conftest import REPO
 from tests.e2e.conftest import DEV_PASSWORD, DEV_USER, build_env
 
@@ -55,3 +56,26 @@ def build(
     seconds = time.monotonic() - start
     assert r.returncode == 0, r.stdout[-6000:]
     return Outputs(out, r.stdout, seconds)
+
+
+def boot_together(boots: dict[str, BootTest]) -> dict[str, BootResult | Exception]:
+    """Run independent boot tests two at a time (TCG runs a guest on one core, and these
+    hosts have two); each name gets its result or the exception its boot raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(test: BootTest) -> BootResult | Exception:
+        try:
+            return test.run()
+        except Exception as e:  # noqa: BLE001 - handed to the test that asserts on it
+            return e
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(one, boots.values()))
+    return dict(zip(boots, results, strict=True))
+
+
+def result_of(results: dict[str, BootResult | Exception], name: str) -> BootResult:
+    res = results[name]
+    if isinstance(res, Exception):
+        raise res
+    return res

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from dibpy.boottest import BootTest
-from tests.e2e.boot_helpers import LOGIN, Outputs, build
+from dibpy.boottest import BootResult, BootTest
+from tests.e2e.boot_helpers import LOGIN, Outputs, boot_together, build, result_of
 
 ELEMENTS = ["debian-minimal", "vm", "block-device-efi", "baremetal", "devuser"]
 
@@ -34,48 +34,62 @@ def test_outputs_beside_the_image(hybrid: Outputs) -> None:
     assert initrd.stat().st_size > 1024 * 1024, initrd
 
 
-def test_boots_under_seabios(hybrid: Outputs) -> None:
-    res = BootTest(
-        image=hybrid.file(".qcow2"),
-        uefi=False,
-        login=LOGIN,
-        command="test ! -d /sys/firmware/efi && echo FIRMWARE=bios; findmnt -n -o FSTYPE /boot/efi",
-        timeout=600,
-        console_log=hybrid.file(".bios.console.log"),
-    ).run()
+@pytest.fixture(scope="module")
+def booted(hybrid: Outputs) -> dict[str, BootResult | Exception]:
+    """The three boots, two at a time; each test below asserts on its own."""
+    return boot_together(
+        {
+            "bios": BootTest(
+                image=hybrid.file(".qcow2"),
+                uefi=False,
+                login=LOGIN,
+                command="test ! -d /sys/firmware/efi && echo FIRMWARE=bios; "
+                "findmnt -n -o FSTYPE /boot/efi",
+                timeout=600,
+                console_log=hybrid.file(".bios.console.log"),
+            ),
+            "uefi": BootTest(
+                image=hybrid.file(".qcow2"),
+                uefi=True,
+                login=LOGIN,
+                command="test -d /sys/firmware/efi && echo FIRMWARE=uefi; "
+                "ls /boot/efi/EFI/BOOT/; findmnt -n -o FSTYPE /boot/efi",
+                timeout=600,
+                console_log=hybrid.file(".uefi.console.log"),
+            ),
+            "kernel": BootTest(
+                image=hybrid.file(".qcow2"),
+                kernel=hybrid.file(".vmlinuz"),
+                initrd=hybrid.file(".initrd"),
+                append="root=LABEL=cloudimg-rootfs console=ttyS0",
+                login=LOGIN,
+                command="cat /proc/cmdline; findmnt -n -o SOURCE,FSTYPE /",
+                timeout=600,
+                console_log=hybrid.file(".kernel.console.log"),
+            ),
+        }
+    )
+
+
+def test_boots_under_seabios(booted: dict[str, BootResult | Exception]) -> None:
+    res = result_of(booted, "bios")
     assert res.command_output is not None
     assert "FIRMWARE=bios" in res.command_output, res.command_output
     assert "vfat" in res.command_output, res.command_output
 
 
-def test_boots_under_ovmf(hybrid: Outputs) -> None:
-    res = BootTest(
-        image=hybrid.file(".qcow2"),
-        uefi=True,
-        login=LOGIN,
-        command="test -d /sys/firmware/efi && echo FIRMWARE=uefi; "
-        "ls /boot/efi/EFI/BOOT/; findmnt -n -o FSTYPE /boot/efi",
-        timeout=600,
-        console_log=hybrid.file(".uefi.console.log"),
-    ).run()
+def test_boots_under_ovmf(booted: dict[str, BootResult | Exception]) -> None:
+    res = result_of(booted, "uefi")
     assert res.command_output is not None
     assert "FIRMWARE=uefi" in res.command_output, res.command_output
     assert "BOOTX64.EFI" in res.command_output, res.command_output
     assert "vfat" in res.command_output, res.command_output
 
 
-def test_baremetal_kernel_and_initrd_boot_the_disk(hybrid: Outputs) -> None:
-    res = BootTest(
-        image=hybrid.file(".qcow2"),
-        kernel=hybrid.file(".vmlinuz"),
-        initrd=hybrid.file(".initrd"),
-        append="root=LABEL=cloudimg-rootfs console=ttyS0",
-        login=LOGIN,
-        command="cat /proc/cmdline; findmnt -n -o SOURCE,FSTYPE /",
-        timeout=600,
-        console_log=hybrid.file(".kernel.console.log"),
-    ).run()
-    out = res.command_output
+def test_baremetal_kernel_and_initrd_boot_the_disk(
+    booted: dict[str, BootResult | Exception],
+) -> None:
+    out = result_of(booted, "kernel").command_output
     assert out is not None
     # the kernel line is ours (not GRUB's), and the disk's root is mounted
     assert out.splitlines()[0].strip() == "root=LABEL=cloudimg-rootfs console=ttyS0", out
