@@ -445,6 +445,12 @@ class Build:
 
     # -- the build -----------------------------------------------------------------
     def run(self) -> BuildResult:
+        if os.geteuid() != 0:
+            # found now, not as the first mount's failure
+            raise DibpyError(
+                "building an image needs root: it makes loop devices, mounts and chroots",
+                hint="run it as root (dibpy needs no sudo); element-info and dib-lint do not",
+            )
         with self.stack:
             try:
                 return self._run()

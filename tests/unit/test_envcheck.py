@@ -61,3 +61,23 @@ def test_a_variable_only_another_element_reads_is_named(tmp_path: Path) -> None:
     (warning,) = unread_variables(env, [other])
     assert warning.startswith("DIB_READER_COLOUR: not read by any element")
     assert "did you mean" not in warning
+
+
+def test_a_build_without_root_is_refused_before_anything_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dibpy.build import Build
+    from dibpy.errors import DibpyError
+
+    (tmp_path / "tmp").mkdir()
+    cfg = build_config(
+        {"output": str(tmp_path / "img")},
+        ["debian-minimal", "vm"],
+        {"ELEMENTS_PATH": str(ELEMENTS), "TMP_DIR": str(tmp_path / "tmp")},
+    )
+    p = plan(cfg)
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    with pytest.raises(DibpyError, match="needs root") as e:
+        Build(p).run()
+    assert e.value.hint and "no sudo" in e.value.hint
+    assert not list((tmp_path / "tmp").iterdir())
