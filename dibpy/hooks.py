@@ -300,7 +300,7 @@ def run_hooks(
             lines = "\n".join("  | " + ln for ln in tail)
             who = f"element {hook.element}" if hook.element else str(hook.path.parent)
             raise HookError(
-                f"hook {label} of {who} failed with exit status {e.returncode} "
+                f"hook {label} of {who} {e.status} "
                 f"after {elapsed:.1f} s" + (f"; its last output:\n{lines}" if lines else ""),
                 hint=f"the hook is {hook.source or hook.path}; rerun with -x for a trace, or set "
                 f"break=after-error for a shell",

@@ -58,6 +58,7 @@ def _real_run(
     on_line: LineCallback | None,
     stderr_to_stdout: bool,
     hint: str | None,
+    timeout: float | None = None,
 ) -> Result:
     out_lines: list[str] = []
     err_tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -83,6 +84,10 @@ def _real_run(
     try:
         cmd = sh.Command(argv[0])
     except sh.CommandNotFound:
+        if "/" in argv[0] and os.path.isfile(argv[0]):
+            raise ConfigError(
+                f"cannot run {argv[0]}: it is not executable", hint=f"chmod +x {argv[0]}"
+            ) from None
         raise ConfigError(
             f"required program not found: {argv[0]}",
             hint="install it (see the README's list of host packages)",
@@ -94,7 +99,8 @@ def _real_run(
         "_bg_exc": False,
         "_new_session": True,
         "_decode_errors": "replace",
-        "_ok_code": list(range(256)),
+        # every status is ours to judge, a signal's (negative) too
+        "_ok_code": list(range(-64, 256)),
     }
     # stdin is always closed: an empty input closes the pipe at once
     kwargs["_in"] = input if input is not None else ""
@@ -104,9 +110,23 @@ def _real_run(
         kwargs["_err"] = _err
     if cwd:
         kwargs["_cwd"] = cwd
-    proc = cmd(*argv[1:], **kwargs)
     try:
-        proc.wait()
+        proc = cmd(*argv[1:], **kwargs)
+    except sh.ForkException as e:
+        # the child failed between fork and exec (a missing cwd, say): sh's text ends with
+        # the child's exception
+        why = next((ln.strip() for ln in reversed(str(e).splitlines()) if ln.strip()), "")
+        raise CommandError(argv, -1, status=f"could not start ({why})", hint=hint) from None
+    try:
+        proc.wait(timeout=timeout)
+    except sh.TimeoutException:
+        _kill_group(proc.pid)
+        with contextlib.suppress(Exception):
+            proc.wait()
+        tail = "\n".join(err_tail if err_tail else out_tail)
+        raise CommandError(
+            argv, -int(signal.SIGKILL), tail, hint, status=f"timed out after {timeout:g} s"
+        ) from None
     except BaseException:
         _kill_group(proc.pid)
         with contextlib.suppress(Exception):
@@ -176,8 +196,13 @@ def run(
     stderr_to_stdout: bool = False,
     quiet: bool = False,
     hint: str | None = None,
+    timeout: float | None = None,
 ) -> Result:
     """Run ``argv`` and return its result; raise CommandError on failure if ``check``.
+
+    A failure is a CommandError whatever the way the child went: a non-zero exit, a
+    signal (negative ``returncode``), ``timeout`` seconds passed (its whole process group
+    is killed) or it could not start; a program that is not there is a ConfigError.
 
     ``on_line`` receives each output line as it arrives (stdout, and stderr too when
     ``stderr_to_stdout``); otherwise output is collected into the Result.
@@ -194,6 +219,7 @@ def run(
         on_line=on_line,
         stderr_to_stdout=stderr_to_stdout,
         hint=hint,
+        **({"timeout": timeout} if timeout is not None else {}),
     )
 
 

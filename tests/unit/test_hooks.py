@@ -340,3 +340,13 @@ def test_environment_files_order_and_names(tmp_path: Path) -> None:
         "100-c.sh",
     ]
     assert environment_files(tmp_path / "missing") == []
+
+
+def test_a_hook_killed_by_a_signal_names_element_hook_and_signal(tmp_path: Path) -> None:
+    b = element(tmp_path, "b", {"install.d/20-killed": HEADER + "echo bye\nkill -KILL $$\n"})
+    tree = merge_hooks([b], tmp_path / "hooks")
+    with pytest.raises(HookError) as e:
+        run_phase(tree, "install.d", base_env(tmp_path))
+    msg = e.value.message
+    assert msg.startswith("hook install.d/20-killed of element b was killed by SIGKILL"), msg
+    assert "  | bye" in msg
