@@ -238,6 +238,7 @@ def _bd_params(cfg: BuildConfig, build_dir: Path, size: int) -> BlockDeviceParam
         image_size=size,
         root_fs_opts=opts,
         arch=cfg.arch,
+        block_size=cfg.block_size,
     )
 
 

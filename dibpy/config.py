@@ -113,6 +113,13 @@ def parse_positive_int(value: str) -> int:
     return n
 
 
+def parse_block_size(value: str) -> int:
+    """diskimage-builder's DIB_BLOCK_SIZE: the loop devices' logical sector size."""
+    if value.strip() not in ("512", "4096"):
+        raise ValueError(f"{value!r} is not a loop device block size (512 or 4096)")
+    return int(value)
+
+
 def parse_bool(value: str) -> bool:
     v = value.strip().lower()
     if v in ("1", "true", "yes", "on"):
@@ -413,6 +420,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tmp_dir", (), "TMP_DIR", Path, Path("/tmp")),
     Setting("overwrite_old_image", (), "OVERWRITE_OLD_IMAGE", parse_bool, False),
     Setting("block_device_config", (), "DIB_BLOCK_DEVICE_CONFIG", str, None),
+    Setting("block_size", (), "DIB_BLOCK_SIZE", parse_block_size, None),
     Setting("breaks", (), "break", parse_break, ()),
     Setting("release", (), "DIB_RELEASE", str, None),
     Setting("mirror", (), "DIB_DISTRIBUTION_MIRROR", str, None),
@@ -456,6 +464,8 @@ class BuildConfig:
     tmp_dir: Path = Path("/tmp")
     overwrite_old_image: bool = False
     block_device_config: str | None = None
+    #: DIB_BLOCK_SIZE: loop devices' sector size; set, it wins over a local_loop's own
+    block_size: int | None = None
     breaks: tuple[str, ...] = ()
     release: str | None = None
     mirror: str | None = None

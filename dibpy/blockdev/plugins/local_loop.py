@@ -35,7 +35,7 @@ class LocalLoop(Node):
 
     @property
     def block_size(self) -> int:
-        return int(self.config.get("block_size") or self.params.block_size)
+        return int(self.params.block_size or self.config.get("block_size") or 512)
 
     def size_bytes(self) -> int | None:
         if "size" in self.config:
