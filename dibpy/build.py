@@ -131,7 +131,14 @@ def plan(cfg: BuildConfig) -> Plan:
         except ConfigError as e:
             note(e)
             continue
-        outputs.append((plugin, base.with_name(base.name + "." + plugin.extension)))
+        dest = base.with_name(base.name + "." + plugin.extension)
+        if cfg.overwrite_old_image and dest.is_dir() and not dest.is_symlink():
+            problems.append(
+                f"-o {cfg.image_name}: {dest} is a directory; OVERWRITE_OLD_IMAGE=1 would "
+                f"replace it with the {t} image"
+            )
+            hints.append("remove it or choose another -o")
+        outputs.append((plugin, dest))
     if no_final:
         outputs = []
     for warning in inapplicable_options(cfg, no_final):
@@ -715,12 +722,18 @@ class Build:
     def _copy_manifests(self, root: Path) -> Path | None:
         src = root / "etc" / "dib-manifests"
         dest = self.cfg.output_base.with_name(self.cfg.output_base.name + ".d")
-        dest.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            target = dest / "dib-manifests"
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(src, target, symlinks=True)
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                target = dest / "dib-manifests"
+                if target.exists():
+                    shutil.rmtree(target)
+                shutil.copytree(src, target, symlinks=True)
+        except (OSError, shutil.Error) as e:
+            raise DibpyError(
+                f"cannot copy the build's manifests to {dest}: {_os_reason(e)}",
+                hint="-o must name a place you can write to, with room for the image",
+            ) from None
         return dest
 
     def _write_build_record(self, manifest_dir: Path | None) -> None:
@@ -819,6 +832,12 @@ def _empty_dir(d: Path) -> None:
             shutil.rmtree(child, ignore_errors=True)
         else:
             _unlink_quiet(child)
+
+
+def _os_reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def _unlink_quiet(p: Path) -> None:

@@ -549,11 +549,48 @@ def build_config(
     return cfg
 
 
+def unwritable_parent(path: Path) -> str | None:
+    """Why a file cannot be made at ``path`` (its directory, made as needed, must be a
+    writable directory), or None.  Checked before the build, not found after it."""
+    d = path.parent
+    while not d.exists() and d != d.parent:
+        if d.is_symlink():
+            return f"{d} is a dangling symbolic link"
+        d = d.parent
+    if not d.is_dir():
+        return f"{d} is not a directory"
+    if not os.access(d, os.W_OK | os.X_OK):
+        return f"{d} is not writable" + (
+            " (a read-only filesystem)" if _read_only_fs(d) else " (permissions)"
+        )
+    return None
+
+
+def _read_only_fs(d: Path) -> bool:
+    try:
+        return bool(os.statvfs(d).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _check(cfg: BuildConfig) -> None:
     problems = []
     out = cfg.output_base
     if out.exists() and out.is_dir():
         problems.append(f"-o {cfg.image_name}: is a directory; give a file name")
+    elif why := unwritable_parent(out):
+        problems.append(f"-o {cfg.image_name}: {why}")
+    manifests = out.with_name(out.name + ".d")
+    if manifests.exists() and not manifests.is_dir():
+        problems.append(
+            f"-o {cfg.image_name}: {manifests} (where the build's manifests go) is not a directory"
+        )
+    if cfg.logfile is not None:
+        log = cfg.logfile.expanduser().absolute()
+        if log.is_dir():
+            problems.append(f"--logfile {cfg.logfile}: is a directory; give a file name")
+        elif why := unwritable_parent(log):
+            problems.append(f"--logfile {cfg.logfile}: {why}")
     if len(cfg.effective_root_label) > (12 if cfg.fs_type == "xfs" else 16):
         problems.append(f"root label {cfg.effective_root_label!r} is too long for {cfg.fs_type}")
     if cfg.tmp_dir and not cfg.tmp_dir.is_dir():

@@ -81,6 +81,37 @@ CASES: list[Case] = [
         "output-is-a-directory", D("tiny-os"), "-o {tmp}/out/img: is a directory", dirs=("out/img",)
     ),
     Case(
+        "output-under-a-file",
+        ("disk-image-create", "-n", "-o", "{tmp}/afile/img", "tiny-os"),
+        "-o {tmp}/afile/img: {tmp}/afile is not a directory",
+        files={"afile": "x\n"},
+    ),
+    Case(
+        "output-manifest-dir-is-a-file",
+        D("tiny-os"),
+        "{tmp}/out/img.d",
+        files={"out/img.d": "x\n"},
+    ),
+    Case(
+        "overwrite-onto-a-directory",
+        D("tiny-os"),
+        "{tmp}/out/img.qcow2 is a directory",
+        env={"OVERWRITE_OLD_IMAGE": "1"},
+        dirs=("out/img.qcow2",),
+    ),
+    Case(
+        "logfile-under-a-file",
+        D("--logfile", "{tmp}/afile/log", "tiny-os"),
+        "--logfile {tmp}/afile/log: {tmp}/afile is not a directory",
+        files={"afile": "x\n"},
+    ),
+    Case(
+        "logfile-is-a-directory",
+        D("--logfile", "{tmp}/logs", "tiny-os"),
+        "--logfile {tmp}/logs: is a directory",
+        dirs=("logs",),
+    ),
+    Case(
         "ramdisk-no-elements",
         ("ramdisk-image-create", "-o", "{tmp}/out/r"),
         "no elements given",
