@@ -34,7 +34,13 @@ import yaml
 
 from dibpy import __version__, chroot, envcheck, mounts, run, treecache
 from dibpy import outputs as outputs_mod
-from dibpy.blockdev import BlockDevice, BlockDeviceParams, config_source, load_config
+from dibpy.blockdev import (
+    BlockDevice,
+    BlockDeviceConfigError,
+    BlockDeviceParams,
+    config_source,
+    load_config,
+)
 from dibpy.cli.element_info import GET_IMAGE_ELEMENT_ARRAY_BODY
 from dibpy.config import CHECKSUMS, BuildConfig
 from dibpy.elements import find_library, resolve
@@ -166,6 +172,11 @@ def plan(cfg: BuildConfig) -> Plan:
             bd_text, bd_origin = config_source(resolution.elements, cfg.arch, cfg.environ)
             # structure, names, labels and plugins are checked now; sizes once known
             load_config(bd_text, _bd_params(cfg, Path("/nonexistent"), 8 * GIB), origin=bd_origin)
+        except BlockDeviceConfigError as e:
+            # each problem keeps the file (or variable) the config came from
+            problems.extend(f"block-device config ({e.origin}): {p}" for p in e.problems)
+            if e.hint:
+                hints.append(e.hint)
         except ConfigError as e:
             note(e)
     if problems or resolution is None:

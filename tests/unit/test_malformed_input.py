@@ -150,6 +150,32 @@ CASES: list[Case] = [
         env={"DIB_BLOCK_DEVICE_CONFIG": "file://{tmp}/nope.yaml"},
     ),
     Case(
+        "bd-inline-not-yaml",
+        D("tiny-os"),
+        "block-device config (DIB_BLOCK_DEVICE_CONFIG): line 1: invalid YAML",
+        env={"DIB_BLOCK_DEVICE_CONFIG": "- local_loop: {name: [image0"},
+    ),
+    Case(
+        "bd-file-not-yaml",
+        D("tiny-os"),
+        "block-device config ({tmp}/bd.yaml): line 3: invalid YAML",
+        env={"DIB_BLOCK_DEVICE_CONFIG": "file://{tmp}/bd.yaml"},
+        files={"bd.yaml": "- local_loop:\n    name: [image0\n"},
+    ),
+    Case(
+        "bd-file-bad-key",
+        D("tiny-os"),
+        "block-device config ({tmp}/bd.yaml): config[0].local_loop.size",
+        env={"DIB_BLOCK_DEVICE_CONFIG": "file://{tmp}/bd.yaml"},
+        files={"bd.yaml": "- local_loop: {name: image0, size: [1]}\n"},
+    ),
+    Case(
+        "bd-element-file-invalid",
+        D("tiny-os", "disk"),
+        "block-device config (element disk: {tmp}/elements/disk/block-device-default.yaml)",
+        files={"elements/disk/block-device-default.yaml": "- mkfs: {name: m, base: nowhere, type: ext4}\n"},
+    ),
+    Case(
         "bd-unknown-plugin",
         D("tiny-os"),
         "config[0]: unknown block-device plugin 'local_lop'",
