@@ -61,6 +61,7 @@ def D(*args: str) -> tuple[str, ...]:
 
 
 BD_OK = "- local_loop: {name: image0, size: 100MiB}\n"
+BD_NOWHERE = "- mkfs: {name: m, base: nowhere, type: ext4}\n"
 
 CASES: list[Case] = [
     # -- options -------------------------------------------------------------------
@@ -173,7 +174,7 @@ CASES: list[Case] = [
         "bd-element-file-invalid",
         D("tiny-os", "disk"),
         "block-device config (element disk: {tmp}/elements/disk/block-device-default.yaml)",
-        files={"elements/disk/block-device-default.yaml": "- mkfs: {name: m, base: nowhere, type: ext4}\n"},
+        files={"elements/disk/block-device-default.yaml": BD_NOWHERE},
     ),
     Case(
         "bd-unknown-plugin",
@@ -271,6 +272,20 @@ CASES: list[Case] = [
         files={"elements/other-os/element-provides": "operating-system\n"},
     ),
     Case(
+        "element-deps-a-directory",
+        D("tiny-os", "odd"),
+        "element odd: {tmp}/elements/odd/element-deps is a directory",
+        dirs=("elements/odd/element-deps",),
+        files={"elements/odd/README.rst": "odd\n"},
+    ),
+    Case(
+        "element-provides-a-directory",
+        D("tiny-os", "odd"),
+        "element odd: {tmp}/elements/odd/element-provides is a directory",
+        dirs=("elements/odd/element-provides",),
+        files={"elements/odd/README.rst": "odd\n"},
+    ),
+    Case(
         "element-name-with-slash",
         D("tiny-os", "../elements/x"),
         "../elements/x",
@@ -302,6 +317,13 @@ CASES: list[Case] = [
     # -- dibpy commands -------------------------------------------------------------
     Case("dibpy-unknown-command", ("dibpy", "bulid"), "unknown command 'bulid'", also="build"),
     Case("element-info-unknown", ("element-info", "tiny-osx"), "tiny-osx"),
+    Case(
+        "element-info-deps-a-directory",
+        ("dibpy", "element-info", "odd"),
+        "element odd: {tmp}/elements/odd/element-deps is a directory",
+        dirs=("elements/odd/element-deps",),
+        files={"elements/odd/README.rst": "odd\n"},
+    ),
     Case(
         "block-device-params-missing",
         ("dib-block-device", "--params", "{tmp}/nope.yaml", "init"),
