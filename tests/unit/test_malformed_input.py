@@ -297,6 +297,18 @@ CASES: list[Case] = [
         "{tmp}/nope.yaml",
     ),
     Case(
+        "yaml-malformed",
+        ("diskimage-builder", "{tmp}/b.yaml"),
+        "{tmp}/b.yaml:3: invalid YAML: ",
+        files={"b.yaml": "- imagename: x\n  elements: [tiny-os\n- imagename: y\n"},
+    ),
+    Case(
+        "yaml-tab-indent",
+        ("diskimage-builder", "{tmp}/b.yaml"),
+        "{tmp}/b.yaml:2: invalid YAML: ",
+        files={"b.yaml": "- imagename: x\n\telements: [tiny-os]\n"},
+    ),
+    Case(
         "yaml-not-a-list",
         ("diskimage-builder", "{tmp}/b.yaml"),
         "{tmp}/b.yaml",
