@@ -43,7 +43,7 @@ from dibpy.blockdev import (
 )
 from dibpy.cli.element_info import GET_IMAGE_ELEMENT_ARRAY_BODY
 from dibpy.config import CHECKSUMS, BuildConfig
-from dibpy.elements import find_library, resolve
+from dibpy.elements import find_library, package_installs, resolve
 from dibpy.elements.resolve import Resolution, default_elements
 from dibpy.errors import ConfigError, DibpyError, HookError, MultiError
 from dibpy.hooks import HookTree, merge_hooks, run_phase
@@ -128,6 +128,12 @@ def plan(cfg: BuildConfig) -> Plan:
         resolution = resolve(names, library)
     except ConfigError as e:
         note(e)
+    if resolution is not None and "package-installs" in resolution.names:
+        # read by an extra-data.d hook, after root.d: checked now instead
+        bad = package_installs.problems(resolution.elements)
+        problems += bad
+        if bad:
+            hints.append("see the package-installs element's README for the format")
     no_final = cfg.ramdisk or (resolution is not None and "no-final-image" in resolution.names)
     outputs: list[tuple[OutputPlugin, Path]] = []
     base = cfg.output_base

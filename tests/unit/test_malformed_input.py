@@ -286,6 +286,36 @@ CASES: list[Case] = [
         files={"elements/odd/README.rst": "odd\n"},
     ),
     Case(
+        "package-installs-not-yaml",
+        D("tiny-os", "package-installs", "pk"),
+        "{tmp}/elements/pk/package-installs.yaml:3: invalid YAML",
+        files={"elements/pk/package-installs.yaml": "curl:\n  phase: [install.d\n"},
+    ),
+    Case(
+        "package-installs-a-list",
+        D("tiny-os", "package-installs", "pk"),
+        "element pk: package-installs.yaml must be a mapping",
+        files={"elements/pk/package-installs.yaml": "- curl\n- wget\n"},
+    ),
+    Case(
+        "package-installs-unknown-option",
+        D("tiny-os", "package-installs", "pk"),
+        "{tmp}/elements/pk/package-installs.yaml: package curl: unknown option phse",
+        files={"elements/pk/package-installs.yaml": "curl:\n  phse: install.d\n"},
+    ),
+    Case(
+        "package-installs-bad-phase",
+        D("tiny-os", "package-installs", "pk"),
+        "package curl: phase 'root.d' is not one of",
+        files={"elements/pk/package-installs.yaml": "curl:\n  phase: root.d\n"},
+    ),
+    Case(
+        "package-installs-bad-when",
+        D("tiny-os", "package-installs", "pk"),
+        "package curl: 'when: DIB_X' must be VAR=value",
+        files={"elements/pk/package-installs.yaml": "curl:\n  when: DIB_X\n"},
+    ),
+    Case(
         "element-name-with-slash",
         D("tiny-os", "../elements/x"),
         "../elements/x",
