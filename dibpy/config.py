@@ -120,6 +120,20 @@ def parse_block_size(value: str) -> int:
     return int(value)
 
 
+_RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]*$")
+
+
+def parse_release(value: str) -> str:
+    """DIB_RELEASE: a code name or version (bookworm, jammy, 9-stream, 7); anything else
+    would reach the bootstrap tool and fail there, many lines later."""
+    if not _RELEASE.match(value):
+        raise ValueError(
+            f"{value!r} is not a release name (letters, digits and . _ + ~ - only; "
+            "e.g. bookworm, noble, 9-stream)"
+        )
+    return value
+
+
 def parse_bool(value: str) -> bool:
     v = value.strip().lower()
     if v in ("1", "true", "yes", "on"):
@@ -422,7 +436,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("block_device_config", (), "DIB_BLOCK_DEVICE_CONFIG", str, None),
     Setting("block_size", (), "DIB_BLOCK_SIZE", parse_block_size, None),
     Setting("breaks", (), "break", parse_break, ()),
-    Setting("release", (), "DIB_RELEASE", str, None),
+    Setting("release", (), "DIB_RELEASE", parse_release, None),
     Setting("mirror", (), "DIB_DISTRIBUTION_MIRROR", str, None),
 )
 

@@ -142,6 +142,16 @@ CASES: list[Case] = [
         "DIB_TREE_CACHE_MAX_AGE",
         env={"DIB_TREE_CACHE_MAX_AGE": "forever"},
     ),
+    Case(
+        "release-garbage",
+        D("tiny-os"),
+        "environment variable DIB_RELEASE: 'bookworm; rm -rf /' is not a release name",
+        env={"DIB_RELEASE": "bookworm; rm -rf /"},
+    ),
+    Case("release-path", D("tiny-os"), "DIB_RELEASE: '../x'", env={"DIB_RELEASE": "../x"}),
+    Case(
+        "release-space", D("tiny-os"), "DIB_RELEASE: 'book worm'", env={"DIB_RELEASE": "book worm"}
+    ),
     Case("arch-env", D("tiny-os"), "ARCH: unknown architecture", env={"ARCH": "pdp11"}),
     # -- block-device YAML ----------------------------------------------------------
     Case(
