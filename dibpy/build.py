@@ -153,6 +153,9 @@ def plan(cfg: BuildConfig) -> Plan:
         outputs.append((plugin, dest))
     if no_final:
         outputs = []
+    if cfg.boot_test and not any(p.extension in ("qcow2", "raw") for p, _ in outputs):
+        problems.append("--boot-test needs a qcow2 or raw output")
+        hints.append("add -t qcow2" if not no_final else "a no-final-image build has no image")
     for warning in inapplicable_options(cfg, no_final):
         LOG.warning("%s", warning)
     if resolution is not None:

@@ -113,6 +113,16 @@ CASES: list[Case] = [
         dirs=("logs",),
     ),
     Case(
+        "boot-test-tar",
+        D("-t", "tar", "--boot-test", "tiny-os"),
+        "--boot-test needs a qcow2 or raw output",
+    ),
+    Case(
+        "boot-test-no-final-image",
+        D("--boot-test", "tiny-os", "no-final-image"),
+        "--boot-test needs a qcow2 or raw output",
+    ),
+    Case(
         "ramdisk-no-elements",
         ("ramdisk-image-create", "-o", "{tmp}/out/r"),
         "no elements given",
