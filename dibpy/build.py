@@ -517,8 +517,16 @@ class Build:
 
     def _run(self) -> BuildResult:
         with self.timer.stage("prepare"):
-            self._make_build_dir()
-            self.tree = merge_hooks(self.plan.resolution.elements, self.build_dir / "hooks")
+            try:
+                self._make_build_dir()
+                self.tree = merge_hooks(self.plan.resolution.elements, self.build_dir / "hooks")
+            except OSError as e:
+                raise DibpyError(
+                    f"cannot prepare the build directory in TMP_DIR {self.cfg.tmp_dir}: "
+                    f"{_os_reason(e)}",
+                    hint="TMP_DIR needs room (space and inodes) for the merged hooks and, "
+                    "with --no-tmpfs, the whole tree: free some or point TMP_DIR elsewhere",
+                ) from None
         built = self.build_dir / "built"
         LOG.info("elements: %s", " ".join(self.plan.resolution.names))
         if not self._restore_cached_tree(built):
