@@ -348,6 +348,8 @@ class Build:
         self.tree_cache: treecache.TreeCache | None = None
         self.tree_key = ""
         self.cache_record: dict[str, object] = {}
+        #: NAME.d when this build made it (removed if the build fails)
+        self.new_manifest_dir: Path | None = None
         lockfiles = cfg_env(self.cfg, "DIB_LOCKFILES") or "~/.cache/dib/lockfiles"
         self.lockfiles = Path(lockfiles).expanduser()
 
@@ -474,8 +476,12 @@ class Build:
     # -- the build -----------------------------------------------------------------
     def run(self) -> BuildResult:
         with self.stack:
+            # runs last, after every unmount: a failed build leaves no NAME.d it made
+            self.stack.callback(self._drop_new_manifest_dir)
             try:
-                return self._run()
+                result = self._run()
+                self.new_manifest_dir = None
+                return result
             except DibpyError as e:
                 # before the stack unwinds: the tree and its mounts are still there
                 if "after-error" in self.cfg.breaks and self.current_target is not None:
@@ -751,7 +757,9 @@ class Build:
         src = root / "etc" / "dib-manifests"
         dest = self.cfg.output_base.with_name(self.cfg.output_base.name + ".d")
         try:
-            dest.mkdir(parents=True, exist_ok=True)
+            if not dest.exists():
+                dest.mkdir(parents=True)
+                self.new_manifest_dir = dest
             if src.is_dir():
                 target = dest / "dib-manifests"
                 if target.exists():
@@ -763,6 +771,11 @@ class Build:
                 hint="-o must name a place you can write to, with room for the image",
             ) from None
         return dest
+
+    def _drop_new_manifest_dir(self) -> None:
+        if self.new_manifest_dir is not None:
+            LOG.info("removing %s: the build failed", self.new_manifest_dir)
+            _rmtree_logged(self.new_manifest_dir)
 
     def _write_build_record(self, manifest_dir: Path | None) -> None:
         if manifest_dir is None:

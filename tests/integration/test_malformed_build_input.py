@@ -110,6 +110,12 @@ CASES = [
             "elements/twin-b/install.d/50-same": hook("true\n"),
         },
     ),
+    Case(
+        "output-write-fails-disk-full",
+        ("-t", "raw", "-o", "{tmp}/full/img", "tiny-os"),
+        "{tmp}/full/img.raw",
+        tmpfs={"full": "size=2m"},
+    ),
 ]
 
 
