@@ -102,6 +102,12 @@ CASES = [
         files={"elements/killer/install.d/50-killed": hook("bash -c 'kill -KILL $$'\n")},
     ),
     Case(
+        "environment-d-syntax-error",
+        ("-o", "{tmp}/out/img", "tiny-os", "envbad", "no-final-image"),
+        "environment file environment.d/10-bad.bash of element envbad, sourced for hook root.d",
+        files={"elements/envbad/environment.d/10-bad.bash": "export X=$(\n"},
+    ),
+    Case(
         "two-elements-ship-one-hook",
         ("-o", "{tmp}/out/img", "tiny-os", "twin-a", "twin-b", "no-final-image"),
         "install.d/50-same is in two elements",
