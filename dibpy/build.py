@@ -579,7 +579,7 @@ class Build:
             LOG.info("tree cache: no entry for %s; building the tree", self.tree_key[:12])
             self.tree_cache = cache
             # the saver reads the tree: it must finish before the build dir goes
-            self.stack.callback(cache.wait)
+            mounts.push_cleanup(self.stack, cache.wait, what="saving the tree cache")
             return False
         with self.timer.stage("tree cache restore"):
             LOG.info(
