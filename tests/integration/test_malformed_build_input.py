@@ -108,6 +108,23 @@ CASES = [
         files={"elements/envbad/environment.d/10-bad.bash": "export X=$(\n"},
     ),
     Case(
+        "hook-mounts-in-the-tree-then-fails",
+        ("-o", "{tmp}/out/img", "tiny-os", "mounter", "no-final-image"),
+        "hook root.d/50-mount of element mounter failed with exit status 3",
+        files={
+            "elements/mounter/root.d/50-mount": hook(
+                'mkdir -p "$TARGET_ROOT/mnt/x"\nmount -t tmpfs tmpfs "$TARGET_ROOT/mnt/x"\n'
+                'mount --bind /usr "$TARGET_ROOT/mnt/x"\nexit 3\n'
+            )
+        },
+    ),
+    Case(
+        "hook-leaves-a-process-then-fails",
+        ("-o", "{tmp}/out/img", "tiny-os", "leaver", "no-final-image"),
+        "hook install.d/50-leave of element leaver failed with exit status 4",
+        files={"elements/leaver/install.d/50-leave": hook("(sleep 300 &)\nexit 4\n")},
+    ),
+    Case(
         "two-elements-ship-one-hook",
         ("-o", "{tmp}/out/img", "tiny-os", "twin-a", "twin-b", "no-final-image"),
         "install.d/50-same is in two elements",
