@@ -15,6 +15,7 @@ import contextlib
 import os
 import shlex
 import signal
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,13 +112,17 @@ def _real_run(
     if cwd:
         kwargs["_cwd"] = cwd
     try:
-        proc = cmd(*argv[1:], **kwargs)
+        # a signal arriving while sh starts the child would raise before we hold its pid,
+        # and the child would be left running: it waits until the child is ours to kill
+        with _interrupts_deferred():
+            proc = cmd(*argv[1:], **kwargs)
     except sh.ForkException as e:
         # the child failed between fork and exec (a missing cwd, say): sh's text ends with
         # the child's exception
         why = next((ln.strip() for ln in reversed(str(e).splitlines()) if ln.strip()), "")
         raise CommandError(argv, -1, status=f"could not start ({why})", hint=hint) from None
     try:
+        _raise_deferred()
         proc.wait(timeout=timeout)
     except sh.TimeoutException:
         _kill_group(proc.pid)
@@ -238,6 +243,32 @@ def which(name: str) -> str | None:
 
 
 _SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+#: >0 while the main thread starts a child (see _interrupts_deferred)
+_deferring = 0
+#: a signal that arrived meanwhile, raised as soon as the child is ours
+_deferred: list[int] = []
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold the Interrupted of install_signal_handlers() (main thread only: the only one
+    Python runs signal handlers in) until :func:`_raise_deferred`."""
+    global _deferring
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+
+
+def _raise_deferred() -> None:
+    if _deferred and not _deferring and threading.current_thread() is threading.main_thread():
+        signum = _deferred.pop()
+        _deferred.clear()
+        raise Interrupted(f"interrupted by signal {signal.Signals(signum).name}")
 
 
 def install_signal_handlers() -> None:
@@ -257,6 +288,9 @@ def install_signal_handlers() -> None:
     def _handler(signum: int, _frame: object) -> None:
         for sig in _SIGNALS:
             signal.signal(sig, _cleaning)
+        if _deferring:
+            _deferred.append(signum)
+            return
         raise Interrupted(f"interrupted by signal {signal.Signals(signum).name}")
 
     for sig in _SIGNALS:
@@ -272,5 +306,6 @@ def signal_handlers() -> Iterator[None]:
     try:
         yield
     finally:
+        _deferred.clear()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

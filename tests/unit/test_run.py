@@ -274,3 +274,17 @@ def test_a_program_that_cannot_start_is_one_error(tmp_path: Path) -> None:
     (tmp_path / "not-executable").write_text("#!/bin/sh\n")
     with pytest.raises(ConfigError, match="is not executable"):
         run.run([str(tmp_path / "not-executable")])
+
+
+def test_a_signal_while_the_child_starts_still_stops_the_child(tmp_path: Path) -> None:
+    # the child signals us at once: the signal lands while sh is still starting it, before
+    # run() holds its pid; the child must not be left running
+    pidfile = tmp_path / "pid"
+    with run.signal_handlers(), pytest.raises(Interrupted, match="SIGTERM"):
+        run.run(["bash", "-c", f"echo $$ > {pidfile}; kill -TERM $PPID; exec sleep 60"])
+    pid = int(pidfile.read_text())
+    for _ in range(50):
+        if not process_alive(pid):
+            break
+        time.sleep(0.1)
+    assert not process_alive(pid), "the child outlived the interrupted run()"
