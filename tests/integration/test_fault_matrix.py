@@ -108,3 +108,130 @@ def test_a_fault_in_a_phase_leaves_nothing(
     assert not loops_under(tmp_path) and not mounts_under(tmp_path)
     # every process of the build started in tmp_path (its cwd): none may be left
     assert processes_using(tmp_path) == []
+
+
+def _setup(tmp_path: Path, hooks: dict[str, str]) -> dict[str, str]:
+    el = tmp_path / "elements" / "faulty"
+    el.mkdir(parents=True, exist_ok=True)
+    (el / "README.rst").write_text("faulty: a hook that goes wrong\n")
+    for rel, body in hooks.items():
+        (el / rel).parent.mkdir(parents=True, exist_ok=True)
+        (el / rel).write_text("#!/bin/bash\n" + body)
+        (el / rel).chmod(0o755)
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    (tmp_path / "out").mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
+    env.update(
+        ELEMENTS_PATH=f"{tmp_path / 'elements'}:{FIXTURES}",
+        TMP_DIR=str(tmp_path / "tmp"),
+        DIB_IMAGE_CACHE=str(tmp_path / "cache"),
+        DIB_NO_CACHE="1",
+    )
+    return env
+
+
+def _build(
+    tmp_path: Path, env: dict[str, str], *args: str, name: str = "img"
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*DIC, "-n", "-t", "raw,qcow2", "-o", str(tmp_path / "out" / name), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+
+
+def _nothing_left(tmp_path: Path, outputs: bool = False) -> None:
+    assert _files(tmp_path / "tmp") == set(), "the build directory was left"
+    if not outputs:
+        assert _files(tmp_path / "out") == set(), "an output (or NAME.d) was left"
+    assert not loops_under(tmp_path) and not mounts_under(tmp_path)
+    assert processes_using(tmp_path) == []
+
+
+def _one_error(text: str, expect: str) -> None:
+    assert "Traceback" not in text, text
+    ours = [ln for ln in text.splitlines() if ln.startswith("disk-image-create: error:")]
+    assert len(ours) == 1, text
+    assert expect in ours[0], text
+
+
+FILL = "head -c 300M /dev/zero > {where}/fill\n"
+
+
+@pytest.mark.parametrize(
+    ("phase", "where"),
+    [
+        ("root.d", "$TARGET_ROOT"),
+        ("install.d", ""),
+        ("post-root.d", "$TARGET_ROOT"),
+        ("finalise.d", ""),
+    ],
+)
+def test_disk_full_in_a_phase_is_named_and_leaves_nothing(
+    phase: str, where: str, tmp_path: Path, no_leaks: None
+) -> None:
+    # a TMP_DIR of 160 MiB holds the tree and the image's filesystem, not 300 MiB more
+    env = _setup(tmp_path, {f"{phase}/50-fill": FILL.format(where=where)})
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(tmp_path / "tmp")])
+    try:
+        proc = _build(tmp_path, env, "--no-tmpfs", "tiny-os", "faulty")
+        text, _ = proc.communicate(timeout=300)
+        assert proc.returncode != 0, text
+        _one_error(text, f"hook {phase}/50-fill of element faulty failed")
+        assert "No space left on device" in text, text
+        assert _files(tmp_path / "tmp") == set(), "the build directory was left"
+        assert _files(tmp_path / "out") == set(), "an output (or NAME.d) was left"
+        assert processes_using(tmp_path) == []
+    finally:
+        subprocess.run(["umount", str(tmp_path / "tmp")], check=False)
+    assert not loops_under(tmp_path) and mounts_under(tmp_path) == set()
+
+
+@pytest.mark.parametrize("phase", ["root.d", "post-root.d", "cleanup.d"])
+def test_a_mount_a_host_hook_leaves_is_undone(phase: str, tmp_path: Path, no_leaks: None) -> None:
+    body = 'mkdir -p "$TARGET_ROOT/mnt/cache"\nmount --bind /usr "$TARGET_ROOT/mnt/cache"\n'
+    env = _setup(tmp_path, {f"{phase}/50-mount": body})
+    proc = _build(tmp_path, env, "tiny-os", "faulty")
+    text, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, text
+    assert "left mounted" in text, text
+    _nothing_left(tmp_path, outputs=True)
+    assert (tmp_path / "out" / "img.raw").is_file()
+
+
+def test_a_failing_qemu_img_is_named_and_leaves_no_output(tmp_path: Path, no_leaks: None) -> None:
+    env = _setup(tmp_path, {})
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "qemu-img").write_text(
+        '#!/bin/sh\nif [ "$1" = convert ]; then echo "qemu-img: write failed: I/O error" >&2;'
+        ' exit 1; fi\nexec /usr/bin/qemu-img "$@"\n'
+    )
+    (fake / "qemu-img").chmod(0o755)
+    env["PATH"] = f"{fake}:{env['PATH']}"
+    proc = _build(tmp_path, env, "tiny-os")
+    text, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0, text
+    _one_error(text, "qemu-img")
+    assert "I/O error" in text
+    left = _files(tmp_path / "out")
+    assert not [f for f in left if f.endswith(".qcow2") or ".tmp" in f or f.endswith(".d")], left
+    _nothing_left(tmp_path, outputs=True)
+
+
+def test_two_builds_at_once_do_not_meet(tmp_path: Path, no_leaks: None) -> None:
+    env = _setup(tmp_path, {"install.d/50-slow": "sleep 1\n"})
+    a = _build(tmp_path, env, "tiny-os", "faulty", name="a")
+    b = _build(tmp_path, env, "tiny-os", name="b")
+    out_a, _ = a.communicate(timeout=300)
+    out_b, _ = b.communicate(timeout=300)
+    assert a.returncode == 0, out_a
+    assert b.returncode == 0, out_b
+    for name in ("a", "b"):
+        assert (tmp_path / "out" / f"{name}.raw").is_file()
+        assert (tmp_path / "out" / f"{name}.qcow2").is_file()
+    _nothing_left(tmp_path, outputs=True)
