@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from dibpy import __version__, chroot, envcheck, mounts, run, treecache
+from dibpy import __version__, chroot, envcheck, mounts, recovery, run, treecache
 from dibpy import outputs as outputs_mod
 from dibpy.blockdev import (
     BlockDevice,
@@ -492,7 +492,12 @@ class Build:
     def _make_build_dir(self) -> None:
         cfg = self.cfg
         cfg.tmp_dir.mkdir(parents=True, exist_ok=True)
+        # what builds killed outright (SIGKILL) left in this TMP_DIR; live ones are left be
+        recovery.clean_dead(cfg.tmp_dir)
         self.build_dir = Path(tempfile.mkdtemp(prefix="dib_build.", dir=cfg.tmp_dir))
+        recovery.claim(self.build_dir, [dest for _, dest in self.plan.outputs])
+        # runs after the directory is removed; a directory that stays keeps its note
+        self.stack.callback(_release_note, self.build_dir)
         self.stack.callback(_rmtree_logged, self.build_dir)
         want = 2 * cfg.min_tmpfs * GIB
         if cfg.no_tmpfs:
@@ -758,6 +763,7 @@ class Build:
         dest = self.cfg.output_base.with_name(self.cfg.output_base.name + ".d")
         try:
             if not dest.exists():
+                recovery.note_made(self.build_dir, dest)
                 dest.mkdir(parents=True)
                 self.new_manifest_dir = dest
             if src.is_dir():
@@ -884,6 +890,11 @@ def _os_reason(e: BaseException) -> str:
 def _unlink_quiet(p: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         p.unlink()
+
+
+def _release_note(build_dir: Path) -> None:
+    if not build_dir.exists():
+        recovery.release(build_dir)
 
 
 def _rmtree_logged(p: Path) -> None:
