@@ -135,18 +135,22 @@ def test_cleanup_never_touches_a_live_build(tmp_path: Path, no_leaks: None) -> N
         {"root.d/50-wait": f"echo HOOK-READY\nwhile [ ! -e {flag} ]; do sleep 0.1; done\n"},
     )
     proc = _start_until_ready(tmp_path, env, "tiny-os", "stuck", "no-final-image")
-    build_dirs = list((tmp_path / "tmp").glob("dib_build.*[!r]"))
-    r = subprocess.run(
-        [*DIBPY, "cleanup", "--tmp-dir", str(tmp_path / "tmp")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "nothing to clean up" in r.stdout, r.stdout
-    assert build_dirs and all(d.is_dir() for d in build_dirs)
-    flag.touch()
+    try:
+        build_dirs = [d for d in (tmp_path / "tmp").glob("dib_build.*") if d.is_dir()]
+        r = subprocess.run(
+            [*DIBPY, "cleanup", "--tmp-dir", str(tmp_path / "tmp")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "nothing to clean up" in r.stdout, r.stdout
+        assert len(build_dirs) == 1 and build_dirs[0].is_dir()
+        owner_note = build_dirs[0].with_name(build_dirs[0].name + ".owner")
+        assert owner_note.is_file(), "the live build's note was removed"
+    finally:
+        flag.touch()
     rest, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, rest
     _nothing_left(tmp_path)
