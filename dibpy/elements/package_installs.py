@@ -39,11 +39,11 @@ def problems(elements: Iterable[Element]) -> list[str]:
 
 
 def _spec_problems(spec: Any) -> list[str]:
-    if spec is None:
-        return []
+    if not spec:
+        return []  # nothing, "", [] or {}: the package with no options, as diskimage-builder
     if isinstance(spec, dict):
         items = [spec]
-    elif isinstance(spec, list) and spec and all(isinstance(i, dict) for i in spec):
+    elif isinstance(spec, list) and all(isinstance(i, dict) for i in spec):
         items = spec
     else:
         return [
