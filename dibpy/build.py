@@ -32,12 +32,18 @@ from pathlib import Path
 
 import yaml
 
-from dibpy import __version__, chroot, envcheck, mounts, run, treecache
+from dibpy import __version__, chroot, envcheck, mounts, recovery, run, treecache
 from dibpy import outputs as outputs_mod
-from dibpy.blockdev import BlockDevice, BlockDeviceParams, config_source, load_config
+from dibpy.blockdev import (
+    BlockDevice,
+    BlockDeviceConfigError,
+    BlockDeviceParams,
+    config_source,
+    load_config,
+)
 from dibpy.cli.element_info import GET_IMAGE_ELEMENT_ARRAY_BODY
 from dibpy.config import CHECKSUMS, BuildConfig
-from dibpy.elements import find_library, resolve
+from dibpy.elements import find_library, package_installs, resolve
 from dibpy.elements.resolve import Resolution, default_elements
 from dibpy.errors import ConfigError, DibpyError, HookError, MultiError
 from dibpy.hooks import HookTree, merge_hooks, run_phase
@@ -122,6 +128,12 @@ def plan(cfg: BuildConfig) -> Plan:
         resolution = resolve(names, library)
     except ConfigError as e:
         note(e)
+    if resolution is not None and "package-installs" in resolution.names:
+        # read by an extra-data.d hook, after root.d: checked now instead
+        bad = package_installs.problems(resolution.elements)
+        problems += bad
+        if bad:
+            hints.append("see the package-installs element's README for the format")
     no_final = cfg.ramdisk or (resolution is not None and "no-final-image" in resolution.names)
     outputs: list[tuple[OutputPlugin, Path]] = []
     base = cfg.output_base
@@ -131,9 +143,19 @@ def plan(cfg: BuildConfig) -> Plan:
         except ConfigError as e:
             note(e)
             continue
-        outputs.append((plugin, base.with_name(base.name + "." + plugin.extension)))
+        dest = base.with_name(base.name + "." + plugin.extension)
+        if cfg.overwrite_old_image and dest.is_dir() and not dest.is_symlink():
+            problems.append(
+                f"-o {cfg.image_name}: {dest} is a directory; OVERWRITE_OLD_IMAGE=1 would "
+                f"replace it with the {t} image"
+            )
+            hints.append("remove it or choose another -o")
+        outputs.append((plugin, dest))
     if no_final:
         outputs = []
+    if cfg.boot_test and not any(p.extension in ("qcow2", "raw") for p, _ in outputs):
+        problems.append("--boot-test needs a qcow2 or raw output")
+        hints.append("add -t qcow2" if not no_final else "a no-final-image build has no image")
     for warning in inapplicable_options(cfg, no_final):
         LOG.warning("%s", warning)
     if resolution is not None:
@@ -159,6 +181,11 @@ def plan(cfg: BuildConfig) -> Plan:
             bd_text, bd_origin = config_source(resolution.elements, cfg.arch, cfg.environ)
             # structure, names, labels and plugins are checked now; sizes once known
             load_config(bd_text, _bd_params(cfg, Path("/nonexistent"), 8 * GIB), origin=bd_origin)
+        except BlockDeviceConfigError as e:
+            # each problem keeps the file (or variable) the config came from
+            problems.extend(f"block-device config ({e.origin}): {p}" for p in e.problems)
+            if e.hint:
+                hints.append(e.hint)
         except ConfigError as e:
             note(e)
     if problems or resolution is None:
@@ -238,6 +265,7 @@ def _bd_params(cfg: BuildConfig, build_dir: Path, size: int) -> BlockDeviceParam
         image_size=size,
         root_fs_opts=opts,
         arch=cfg.arch,
+        block_size=cfg.block_size,
     )
 
 
@@ -320,6 +348,8 @@ class Build:
         self.tree_cache: treecache.TreeCache | None = None
         self.tree_key = ""
         self.cache_record: dict[str, object] = {}
+        #: NAME.d when this build made it (removed if the build fails)
+        self.new_manifest_dir: Path | None = None
         lockfiles = cfg_env(self.cfg, "DIB_LOCKFILES") or "~/.cache/dib/lockfiles"
         self.lockfiles = Path(lockfiles).expanduser()
 
@@ -452,8 +482,12 @@ class Build:
                 hint="run it as root (dibpy needs no sudo); element-info and dib-lint do not",
             )
         with self.stack:
+            # runs last, after every unmount: a failed build leaves no NAME.d it made
+            self.stack.callback(self._drop_new_manifest_dir)
             try:
-                return self._run()
+                result = self._run()
+                self.new_manifest_dir = None
+                return result
             except DibpyError as e:
                 # before the stack unwinds: the tree and its mounts are still there
                 if "after-error" in self.cfg.breaks and self.current_target is not None:
@@ -464,7 +498,12 @@ class Build:
     def _make_build_dir(self) -> None:
         cfg = self.cfg
         cfg.tmp_dir.mkdir(parents=True, exist_ok=True)
+        # what builds killed outright (SIGKILL) left in this TMP_DIR; live ones are left be
+        recovery.clean_dead(cfg.tmp_dir)
         self.build_dir = Path(tempfile.mkdtemp(prefix="dib_build.", dir=cfg.tmp_dir))
+        recovery.claim(self.build_dir, [dest for _, dest in self.plan.outputs])
+        # runs after the directory is removed; a directory that stays keeps its note
+        self.stack.callback(_release_note, self.build_dir)
         self.stack.callback(_rmtree_logged, self.build_dir)
         want = 2 * cfg.min_tmpfs * GIB
         if cfg.no_tmpfs:
@@ -495,8 +534,16 @@ class Build:
 
     def _run(self) -> BuildResult:
         with self.timer.stage("prepare"):
-            self._make_build_dir()
-            self.tree = merge_hooks(self.plan.resolution.elements, self.build_dir / "hooks")
+            try:
+                self._make_build_dir()
+                self.tree = merge_hooks(self.plan.resolution.elements, self.build_dir / "hooks")
+            except OSError as e:
+                raise DibpyError(
+                    f"cannot prepare the build directory in TMP_DIR {self.cfg.tmp_dir}: "
+                    f"{_os_reason(e)}",
+                    hint="TMP_DIR needs room (space and inodes) for the merged hooks and, "
+                    "with --no-tmpfs, the whole tree: free some or point TMP_DIR elsewhere",
+                ) from None
         built = self.build_dir / "built"
         LOG.info("elements: %s", " ".join(self.plan.resolution.names))
         if not self._restore_cached_tree(built):
@@ -543,7 +590,7 @@ class Build:
             LOG.info("tree cache: no entry for %s; building the tree", self.tree_key[:12])
             self.tree_cache = cache
             # the saver reads the tree: it must finish before the build dir goes
-            self.stack.callback(cache.wait)
+            mounts.push_cleanup(self.stack, cache.wait, what="saving the tree cache")
             return False
         with self.timer.stage("tree cache restore"):
             LOG.info(
@@ -720,13 +767,27 @@ class Build:
     def _copy_manifests(self, root: Path) -> Path | None:
         src = root / "etc" / "dib-manifests"
         dest = self.cfg.output_base.with_name(self.cfg.output_base.name + ".d")
-        dest.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            target = dest / "dib-manifests"
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(src, target, symlinks=True)
+        try:
+            if not dest.exists():
+                recovery.note_made(self.build_dir, dest)
+                dest.mkdir(parents=True)
+                self.new_manifest_dir = dest
+            if src.is_dir():
+                target = dest / "dib-manifests"
+                if target.exists():
+                    shutil.rmtree(target)
+                shutil.copytree(src, target, symlinks=True)
+        except (OSError, shutil.Error) as e:
+            raise DibpyError(
+                f"cannot copy the build's manifests to {dest}: {_os_reason(e)}",
+                hint="-o must name a place you can write to, with room for the image",
+            ) from None
         return dest
+
+    def _drop_new_manifest_dir(self) -> None:
+        if self.new_manifest_dir is not None:
+            LOG.info("removing %s: the build failed", self.new_manifest_dir)
+            _rmtree_logged(self.new_manifest_dir)
 
     def _write_build_record(self, manifest_dir: Path | None) -> None:
         if manifest_dir is None:
@@ -826,9 +887,20 @@ def _empty_dir(d: Path) -> None:
             _unlink_quiet(child)
 
 
+def _os_reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
 def _unlink_quiet(p: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         p.unlink()
+
+
+def _release_note(build_dir: Path) -> None:
+    if not build_dir.exists():
+        recovery.release(build_dir)
 
 
 def _rmtree_logged(p: Path) -> None:

@@ -113,6 +113,27 @@ def parse_positive_int(value: str) -> int:
     return n
 
 
+def parse_block_size(value: str) -> int:
+    """diskimage-builder's DIB_BLOCK_SIZE: the loop devices' logical sector size."""
+    if value.strip() not in ("512", "4096"):
+        raise ValueError(f"{value!r} is not a loop device block size (512 or 4096)")
+    return int(value)
+
+
+_RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]*$")
+
+
+def parse_release(value: str) -> str:
+    """DIB_RELEASE: a code name or version (bookworm, jammy, 9-stream, 7); anything else
+    would reach the bootstrap tool and fail there, many lines later."""
+    if not _RELEASE.match(value):
+        raise ValueError(
+            f"{value!r} is not a release name (letters, digits and . _ + ~ - only; "
+            "e.g. bookworm, noble, 9-stream)"
+        )
+    return value
+
+
 def parse_bool(value: str) -> bool:
     v = value.strip().lower()
     if v in ("1", "true", "yes", "on"):
@@ -413,8 +434,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tmp_dir", (), "TMP_DIR", Path, Path("/tmp")),
     Setting("overwrite_old_image", (), "OVERWRITE_OLD_IMAGE", parse_bool, False),
     Setting("block_device_config", (), "DIB_BLOCK_DEVICE_CONFIG", str, None),
+    Setting("block_size", (), "DIB_BLOCK_SIZE", parse_block_size, None),
     Setting("breaks", (), "break", parse_break, ()),
-    Setting("release", (), "DIB_RELEASE", str, None),
+    Setting("release", (), "DIB_RELEASE", parse_release, None),
     Setting("mirror", (), "DIB_DISTRIBUTION_MIRROR", str, None),
 )
 
@@ -456,6 +478,8 @@ class BuildConfig:
     tmp_dir: Path = Path("/tmp")
     overwrite_old_image: bool = False
     block_device_config: str | None = None
+    #: DIB_BLOCK_SIZE: loop devices' sector size; set, it wins over a local_loop's own
+    block_size: int | None = None
     breaks: tuple[str, ...] = ()
     release: str | None = None
     mirror: str | None = None
@@ -539,11 +563,48 @@ def build_config(
     return cfg
 
 
+def unwritable_parent(path: Path) -> str | None:
+    """Why a file cannot be made at ``path`` (its directory, made as needed, must be a
+    writable directory), or None.  Checked before the build, not found after it."""
+    d = path.parent
+    while not d.exists() and d != d.parent:
+        if d.is_symlink():
+            return f"{d} is a dangling symbolic link"
+        d = d.parent
+    if not d.is_dir():
+        return f"{d} is not a directory"
+    if not os.access(d, os.W_OK | os.X_OK):
+        return f"{d} is not writable" + (
+            " (a read-only filesystem)" if _read_only_fs(d) else " (permissions)"
+        )
+    return None
+
+
+def _read_only_fs(d: Path) -> bool:
+    try:
+        return bool(os.statvfs(d).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _check(cfg: BuildConfig) -> None:
     problems = []
     out = cfg.output_base
     if out.exists() and out.is_dir():
         problems.append(f"-o {cfg.image_name}: is a directory; give a file name")
+    elif why := unwritable_parent(out):
+        problems.append(f"-o {cfg.image_name}: {why}")
+    manifests = out.with_name(out.name + ".d")
+    if manifests.exists() and not manifests.is_dir():
+        problems.append(
+            f"-o {cfg.image_name}: {manifests} (where the build's manifests go) is not a directory"
+        )
+    if cfg.logfile is not None:
+        log = cfg.logfile.expanduser().absolute()
+        if log.is_dir():
+            problems.append(f"--logfile {cfg.logfile}: is a directory; give a file name")
+        elif why := unwritable_parent(log):
+            problems.append(f"--logfile {cfg.logfile}: {why}")
     if len(cfg.effective_root_label) > (12 if cfg.fs_type == "xfs" else 16):
         problems.append(f"root label {cfg.effective_root_label!r} is too long for {cfg.fs_type}")
     if cfg.tmp_dir and not cfg.tmp_dir.is_dir():

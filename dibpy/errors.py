@@ -37,8 +37,29 @@ class ElementError(ConfigError):
     """A problem with an element or with resolving the element set."""
 
 
+def describe_status(returncode: int) -> str:
+    """How a child ended, as a verb phrase: ``failed with exit status 3``, ``was killed
+    by SIGKILL``; a shell's 128+N (its own child killed by signal N) is spelled out."""
+    if returncode < 0:
+        return f"was killed by {_signal_name(-returncode)}"
+    text = f"failed with exit status {returncode}"
+    if 128 < returncode < 128 + 65:
+        text += f" (128+{_signal_name(returncode - 128)}: something it ran was killed)"
+    return text
+
+
+def _signal_name(num: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
+
+
 class CommandError(DibpyError):
-    """An external program failed."""
+    """An external program failed: non-zero exit, killed by a signal, timed out or could
+    not start.  ``returncode`` is negative for a signal; ``status`` says it in words."""
 
     def __init__(
         self,
@@ -46,11 +67,13 @@ class CommandError(DibpyError):
         exit_code: int,
         output_tail: str = "",
         hint: str | None = None,
+        status: str | None = None,
     ) -> None:
         self.argv = argv
         self.returncode = exit_code
         self.output_tail = output_tail
-        msg = f"command failed with exit status {exit_code}: {' '.join(argv)}"
+        self.status = status or describe_status(exit_code)
+        msg = f"command {self.status}: {' '.join(argv)}"
         if output_tail:
             msg += "\n" + "\n".join("  | " + line for line in output_tail.splitlines())
         super().__init__(msg, hint)

@@ -206,11 +206,16 @@ def warn_skipped(phase: str, scan: PhaseScan, origins: Mapping[str, str]) -> Non
 
 # The wrapper sources environment.d files (like dib-run-parts, under set -eu) then
 # execs the hook, so sourced variables reach it but never persist between hooks.
+# An environment file that fails says so (ENV_FAILED), so that it is blamed, not the hook.
+ENV_FAILED = "dib-hook: sourcing failed: "
 _WRAPPER = (
     'set -eu -o pipefail; _dib_hook="$1"; _dib_n="$2"; shift 2; '
     '_dib_envs=("${@:1:$_dib_n}"); shift "$_dib_n"; '
-    'for _dib_f in "${_dib_envs[@]}"; do . "$_dib_f"; done; '
-    'unset _dib_n _dib_envs _dib_f; set +eu +o pipefail; exec "$_dib_hook" "$@"'
+    'trap \'_dib_s=$?; [ "$_dib_s" = 0 ] || [ -z "${_dib_e:-}" ] || '
+    f'echo "{ENV_FAILED}$_dib_e" >&2\' EXIT; '
+    'for _dib_f in "${_dib_envs[@]}"; do _dib_e="$_dib_f"; . "$_dib_f"; done; '
+    "_dib_e=; trap - EXIT; "
+    'unset _dib_n _dib_envs _dib_f _dib_e; set +eu +o pipefail; exec "$_dib_hook" "$@"'
 )
 
 
@@ -243,9 +248,12 @@ def run_hooks(
     args: Sequence[str] = (),
     before_each: Callable[[], None] | None = None,
     on_line: Callable[[str], None] | None = None,
+    origins: Mapping[str, str] | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> PhaseTiming:
     """Run ``hooks`` in order, each after sourcing ``env_files``; ``on_line`` also sees
-    every line of their output.
+    every line of their output.  ``origins``/``sources`` ("environment.d/FILE" -> element,
+    file in the element) name the element of an environment file that fails.
 
     With ``chroot``, each hook runs inside it; ``host_root`` is the host path of the
     hook tree, which appears in the chroot at ``in_chroot_root``.  A failing hook raises
@@ -299,8 +307,21 @@ def run_hooks(
             elapsed = time.monotonic() - start
             lines = "\n".join("  | " + ln for ln in tail)
             who = f"element {hook.element}" if hook.element else str(hook.path.parent)
+            bad_env = next((ln[len(ENV_FAILED) :] for ln in tail if ln.startswith(ENV_FAILED)), "")
+            if bad_env:
+                rel = "environment.d/" + bad_env.rsplit("/", 1)[-1]
+                owner_el = (origins or {}).get(rel)
+                src = (sources or {}).get(rel) or bad_env
+                raise HookError(
+                    f"environment file {rel}"
+                    + (f" of element {owner_el}" if owner_el else "")
+                    + f", sourced for hook {label} of {who}, {e.status}"
+                    + (f"; its last output:\n{lines}" if lines else ""),
+                    hint=f"the file is {src}; environment.d files are sourced with set -eu "
+                    "before every hook",
+                ) from None
             raise HookError(
-                f"hook {label} of {who} failed with exit status {e.returncode} "
+                f"hook {label} of {who} {e.status} "
                 f"after {elapsed:.1f} s" + (f"; its last output:\n{lines}" if lines else ""),
                 hint=f"the hook is {hook.source or hook.path}; rerun with -x for a trace, or set "
                 f"break=after-error for a shell",
@@ -335,6 +356,8 @@ def run_phase(
         args=args,
         before_each=before_each,
         on_line=on_line,
+        origins=tree.origins,
+        sources=tree.sources,
     )
 
 

@@ -49,7 +49,12 @@ def setup_logging(
     stream.setLevel(logging.WARNING if quiet else level)
     root.addHandler(stream)
     if logfile:
-        fh = logging.FileHandler(logfile)
+        try:
+            fh = logging.FileHandler(logfile)
+        except OSError as e:
+            from dibpy.errors import ConfigError
+
+            raise ConfigError(f"--logfile {logfile}: cannot write it: {e.strerror}") from None
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         fh.setLevel(level)
         root.addHandler(fh)

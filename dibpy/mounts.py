@@ -13,8 +13,10 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 from dibpy import run
 from dibpy.errors import CommandError, DibpyError
@@ -83,11 +85,36 @@ def kill_processes_in(root: Path) -> list[int]:
     return pids
 
 
+def push_cleanup(
+    stack: contextlib.ExitStack, fn: Callable[..., object], *args: Any, what: str = ""
+) -> None:
+    """Push ``fn(*args)`` onto ``stack`` as a cleanup that never hides the error that made
+    the stack unwind: if both fail, the cleanup's failure is logged and the original error
+    goes on.  A cleanup failing after a success is the error (a leak is not success)."""
+
+    def _exit(
+        exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        try:
+            fn(*args)
+        except Exception as e:
+            if exc is None:
+                raise
+            LOG.error(
+                "cleanup failed%s: %s (the error that stopped the build follows)",
+                f" ({what})" if what else "",
+                e,
+            )
+        return False
+
+    stack.push(_exit)
+
+
 def mount(args: Sequence[str], target: Path, stack: contextlib.ExitStack, what: str = "") -> Path:
-    """``mount ARGS TARGET`` and push its unmount onto ``stack``."""
+    """``mount ARGS TARGET`` and push its unmount onto ``stack`` (see push_cleanup)."""
     target.mkdir(parents=True, exist_ok=True)
     run.run(["mount", *args, str(target)])
-    stack.callback(umount, target, what or str(target))
+    push_cleanup(stack, umount, target, what or str(target), what=f"unmounting {what or target}")
     return target
 
 

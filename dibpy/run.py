@@ -15,6 +15,7 @@ import contextlib
 import os
 import shlex
 import signal
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,7 @@ def _real_run(
     on_line: LineCallback | None,
     stderr_to_stdout: bool,
     hint: str | None,
+    timeout: float | None = None,
 ) -> Result:
     out_lines: list[str] = []
     err_tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -83,6 +85,10 @@ def _real_run(
     try:
         cmd = sh.Command(argv[0])
     except sh.CommandNotFound:
+        if "/" in argv[0] and os.path.isfile(argv[0]):
+            raise ConfigError(
+                f"cannot run {argv[0]}: it is not executable", hint=f"chmod +x {argv[0]}"
+            ) from None
         raise ConfigError(
             f"required program not found: {argv[0]}",
             hint="install it (see the README's list of host packages)",
@@ -94,7 +100,8 @@ def _real_run(
         "_bg_exc": False,
         "_new_session": True,
         "_decode_errors": "replace",
-        "_ok_code": list(range(256)),
+        # every status is ours to judge, a signal's (negative) too
+        "_ok_code": list(range(-64, 256)),
     }
     # stdin is always closed: an empty input closes the pipe at once
     kwargs["_in"] = input if input is not None else ""
@@ -104,9 +111,27 @@ def _real_run(
         kwargs["_err"] = _err
     if cwd:
         kwargs["_cwd"] = cwd
-    proc = cmd(*argv[1:], **kwargs)
     try:
-        proc.wait()
+        # a signal arriving while sh starts the child would raise before we hold its pid,
+        # and the child would be left running: it waits until the child is ours to kill
+        with _interrupts_deferred():
+            proc = cmd(*argv[1:], **kwargs)
+    except sh.ForkException as e:
+        # the child failed between fork and exec (a missing cwd, say): sh's text ends with
+        # the child's exception
+        why = next((ln.strip() for ln in reversed(str(e).splitlines()) if ln.strip()), "")
+        raise CommandError(argv, -1, status=f"could not start ({why})", hint=hint) from None
+    try:
+        _raise_deferred()
+        proc.wait(timeout=timeout)
+    except sh.TimeoutException:
+        _kill_group(proc.pid)
+        with contextlib.suppress(Exception):
+            proc.wait()
+        tail = "\n".join(err_tail if err_tail else out_tail)
+        raise CommandError(
+            argv, -int(signal.SIGKILL), tail, hint, status=f"timed out after {timeout:g} s"
+        ) from None
     except BaseException:
         _kill_group(proc.pid)
         with contextlib.suppress(Exception):
@@ -176,8 +201,13 @@ def run(
     stderr_to_stdout: bool = False,
     quiet: bool = False,
     hint: str | None = None,
+    timeout: float | None = None,
 ) -> Result:
     """Run ``argv`` and return its result; raise CommandError on failure if ``check``.
+
+    A failure is a CommandError whatever the way the child went: a non-zero exit, a
+    signal (negative ``returncode``), ``timeout`` seconds passed (its whole process group
+    is killed) or it could not start; a program that is not there is a ConfigError.
 
     ``on_line`` receives each output line as it arrives (stdout, and stderr too when
     ``stderr_to_stdout``); otherwise output is collected into the Result.
@@ -194,6 +224,7 @@ def run(
         on_line=on_line,
         stderr_to_stdout=stderr_to_stdout,
         hint=hint,
+        **({"timeout": timeout} if timeout is not None else {}),
     )
 
 
@@ -212,6 +243,32 @@ def which(name: str) -> str | None:
 
 
 _SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+#: >0 while the main thread starts a child (see _interrupts_deferred)
+_deferring = 0
+#: a signal that arrived meanwhile, raised as soon as the child is ours
+_deferred: list[int] = []
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold the Interrupted of install_signal_handlers() (main thread only: the only one
+    Python runs signal handlers in) until :func:`_raise_deferred`."""
+    global _deferring
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+
+
+def _raise_deferred() -> None:
+    if _deferred and not _deferring and threading.current_thread() is threading.main_thread():
+        signum = _deferred.pop()
+        _deferred.clear()
+        raise Interrupted(f"interrupted by signal {signal.Signals(signum).name}")
 
 
 def install_signal_handlers() -> None:
@@ -231,6 +288,9 @@ def install_signal_handlers() -> None:
     def _handler(signum: int, _frame: object) -> None:
         for sig in _SIGNALS:
             signal.signal(sig, _cleaning)
+        if _deferring:
+            _deferred.append(signum)
+            return
         raise Interrupted(f"interrupted by signal {signal.Signals(signum).name}")
 
     for sig in _SIGNALS:
@@ -246,5 +306,6 @@ def signal_handlers() -> Iterator[None]:
     try:
         yield
     finally:
+        _deferred.clear()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

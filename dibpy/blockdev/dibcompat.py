@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from dibpy.blockdev.params import BlockDeviceParams
 from dibpy.blockdev.plugin import CreateContext, Node, RawNode
 from dibpy.errors import ConfigError
+from dibpy.log import LOG
 
 DIB_GROUP = "diskimage_builder.block_device.plugin"
 
@@ -130,7 +131,10 @@ class DibPluginNode(Node):
     def _unwind(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         # a failure later in the build: diskimage-builder's rollback; else its teardown
         if exc_type is not None:
-            self.obj.rollback()
+            try:
+                self.obj.rollback()
+            except Exception as e:  # noqa: BLE001 - the rollback must not hide the cause
+                LOG.error("cleanup: the rollback of %s failed: %s", type(self.obj).__name__, e)
         else:
             self.obj.umount()
             self.obj.cleanup()

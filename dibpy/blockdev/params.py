@@ -33,8 +33,9 @@ class BlockDeviceParams:
     image_size: int | None = None
     root_fs_opts: Sequence[str] = field(default_factory=tuple)
     arch: str = "amd64"
-    #: logical block size of loop devices (DIB_BLOCK_SIZE); a local_loop may override
-    block_size: int = 512
+    #: logical block size of loop devices (DIB_BLOCK_SIZE): as in diskimage-builder, when
+    #: set it wins over a local_loop's ``block_size``; None: the config's, else 512
+    block_size: int | None = None
 
     @property
     def effective_root_label(self) -> str:
@@ -89,7 +90,14 @@ class BlockDeviceParams:
         opts = data.get("root-fs-opts") or ()
         if isinstance(opts, str):
             opts = shlex.split(opts)
-        block_size = int(env.get("DIB_BLOCK_SIZE") or 512)
+        block_size = None
+        if env.get("DIB_BLOCK_SIZE"):
+            from dibpy.config import parse_block_size
+
+            try:
+                block_size = parse_block_size(env["DIB_BLOCK_SIZE"])
+            except ValueError as e:
+                raise ConfigError(f"environment variable DIB_BLOCK_SIZE: {e}") from None
         return cls(
             image_dir=Path(data["image-dir"]),
             mount_base=Path(data["mount-base"]),

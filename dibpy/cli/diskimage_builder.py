@@ -95,7 +95,11 @@ def load_entries(paths: Sequence[Path]) -> list[dict[str, Any]]:
             problems.append(f"{path}: {e.strerror}")
             continue
         except yaml.YAMLError as e:
-            problems.append(f"{path}: invalid YAML: {e}")
+            # one line, file:line as an editor jumps to it, not PyYAML's multi-line dump
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            what = getattr(e, "problem", None) or str(e).splitlines()[0]
+            problems.append(f"{where}: invalid YAML: {what}")
             continue
         errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
         for err in errors:

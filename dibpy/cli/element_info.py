@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dibpy import run
 from dibpy.cli import entry
+from dibpy.config import parse_arch
 from dibpy.elements import find_library, resolve
 from dibpy.elements.resolve import default_elements, to_dot
 from dibpy.errors import ConfigError
@@ -95,6 +96,10 @@ def write_graph(dot: str, target: Path) -> None:
 
 def main_args(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        args.arch = parse_arch(args.arch)
+    except ValueError as bad:
+        raise ConfigError(f"-a: {bad}") from None
     library = find_library()
     requested = list(args.elements)
     if args.expand_defaults:

@@ -36,12 +36,25 @@ RAMDISK_PHASES: tuple[str, ...] = ("binary-deps.d", "init.d", "ramdisk-install.d
 _COMMENT = re.compile(r"#.*$")
 
 
-def _read_name_set(path: Path) -> frozenset[str]:
-    """A newline-separated set of names; blank lines and ``#`` comments ignored."""
-    if not path.is_file():
+def _read_name_set(path: Path, element: str) -> frozenset[str]:
+    """A newline-separated set of names; blank lines and ``#`` comments ignored.
+
+    A file that is there but cannot be read as one (a directory, say) is an error, never
+    read as empty: the element would silently lose its dependencies."""
+    if not path.exists() and not path.is_symlink():
         return frozenset()
+    if not path.is_file():
+        what = "a directory" if path.is_dir() else "not a regular file"
+        raise ElementError(
+            f"element {element}: {path} is {what}",
+            hint=f"{path.name} must be a file with one element name per line",
+        )
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        raise ElementError(f"element {element}: cannot read {path}: {e.strerror}") from None
     names = set()
-    for line in path.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         line = _COMMENT.sub("", line).strip()
         if line:
             names.add(line)
@@ -59,15 +72,15 @@ class Element:
 
     @functools.cached_property
     def depends(self) -> frozenset[str]:
-        return _read_name_set(self.path / "element-deps")
+        return _read_name_set(self.path / "element-deps", self.name)
 
     @functools.cached_property
     def provides(self) -> frozenset[str]:
-        return _read_name_set(self.path / "element-provides")
+        return _read_name_set(self.path / "element-provides", self.name)
 
     @functools.cached_property
     def conflicts(self) -> frozenset[str]:
-        return _read_name_set(self.path / "element-conflicts")
+        return _read_name_set(self.path / "element-conflicts", self.name)
 
     @property
     def readme(self) -> Path | None:

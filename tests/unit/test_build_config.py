@@ -207,3 +207,24 @@ def test_an_unknown_architecture_is_refused_with_the_known_ones() -> None:
 
     with pytest.raises(ValueError, match="unknown architecture 'sparc'.*ppc64"):
         parse_arch("sparc")
+
+
+def test_dib_block_size_is_checked_and_reaches_the_loop_device(tmp_path: Path) -> None:
+    from dibpy.blockdev import load_config
+    from dibpy.build import _bd_params
+
+    with pytest.raises(ConfigError, match=r"DIB_BLOCK_SIZE: 'lots' is not .*512 or 4096"):
+        cfg(env={"DIB_BLOCK_SIZE": "lots"})
+    with pytest.raises(ConfigError, match="DIB_BLOCK_SIZE"):
+        cfg(env={"DIB_BLOCK_SIZE": "1024"})
+    c = cfg(env={"DIB_BLOCK_SIZE": "4096"})
+    params = _bd_params(c, tmp_path, 1024**3)
+    # as in diskimage-builder, the variable wins over a config's own block_size
+    for text in ("- local_loop: {name: image0}", "- local_loop: {name: image0, block_size: 512}"):
+        node = load_config(text, params, host_checks=False).nodes["image0"]
+        assert node.block_size == 4096  # type: ignore[attr-defined]
+    plain = _bd_params(cfg(), tmp_path, 1024**3)
+    text = "- local_loop: {name: image0, block_size: 4096}"
+    assert load_config(text, plain, host_checks=False).nodes["image0"].block_size == 4096  # type: ignore[attr-defined]
+    text = "- local_loop: {name: image0}"
+    assert load_config(text, plain, host_checks=False).nodes["image0"].block_size == 512  # type: ignore[attr-defined]

@@ -260,3 +260,13 @@ def test_legacy_package_installs_files_are_installed_in_their_phase(tmp_path: Pa
     assert got["install.d.install"] == ["vim", "less"]
     assert got["pre-install.d.install"] == ["early-pkg"]
     assert got["post-install.d.uninstall"] == ["nano"]
+
+
+def test_every_shipped_package_installs_file_passes_the_plan_time_check() -> None:
+    from dibpy.elements import package_installs
+    from dibpy.elements.model import Element
+
+    root = Path(__file__).resolve().parents[2] / "elements"
+    shipped = [Element(d.name, d) for d in sorted(root.iterdir()) if d.is_dir()]
+    assert sum(e.package_installs_file is not None for e in shipped) > 5
+    assert package_installs.problems(shipped) == []

@@ -340,3 +340,27 @@ def test_environment_files_order_and_names(tmp_path: Path) -> None:
         "100-c.sh",
     ]
     assert environment_files(tmp_path / "missing") == []
+
+
+def test_a_hook_killed_by_a_signal_names_element_hook_and_signal(tmp_path: Path) -> None:
+    b = element(tmp_path, "b", {"install.d/20-killed": HEADER + "echo bye\nkill -KILL $$\n"})
+    tree = merge_hooks([b], tmp_path / "hooks")
+    with pytest.raises(HookError) as e:
+        run_phase(tree, "install.d", base_env(tmp_path))
+    msg = e.value.message
+    assert msg.startswith("hook install.d/20-killed of element b was killed by SIGKILL"), msg
+    assert "  | bye" in msg
+
+
+def test_a_failing_environment_file_is_blamed_not_the_hook(tmp_path: Path) -> None:
+    a = element(tmp_path, "a", {"install.d/10-ok": HEADER})
+    b = element(tmp_path, "b", {"environment.d/10-bad.bash": ("export X=$(\n", 0o644)})
+    tree = merge_hooks([a, b], tmp_path / "hooks")
+    with pytest.raises(HookError) as e:
+        run_phase(tree, "install.d", base_env(tmp_path))
+    msg = e.value.message
+    assert msg.startswith(
+        "environment file environment.d/10-bad.bash of element b, sourced for hook "
+        "install.d/10-ok of element a, failed with exit status"
+    ), msg
+    assert e.value.hint and str(b.path / "environment.d" / "10-bad.bash") in e.value.hint

@@ -239,3 +239,52 @@ def test_signal_handlers_are_restored_after_the_command() -> None:
             time.sleep(5)
     # a library caller (or pytest) gets its own handlers back: Ctrl-C is a KeyboardInterrupt
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_child_killed_by_a_signal_is_a_command_error_naming_the_signal() -> None:
+    with pytest.raises(CommandError) as e:
+        run.run(["bash", "-c", "echo dying >&2; kill -KILL $$"])
+    msg = str(e.value)
+    assert msg.startswith("command was killed by SIGKILL: bash -c"), msg
+    assert e.value.returncode == -9 and "  | dying" in msg
+    assert run.run(["bash", "-c", "kill -TERM $$"], check=False).returncode == -15
+
+
+def test_a_shell_reporting_a_killed_child_says_which_signal() -> None:
+    with pytest.raises(CommandError, match=r"exit status 137 \(128\+SIGKILL"):
+        run.run(["bash", "-c", "bash -c 'kill -KILL $$'; exit $?"])
+
+
+def test_timeout_kills_the_group_and_names_the_command(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    with pytest.raises(CommandError) as e:
+        run.run(["bash", "-c", f"sleep 30 & echo $! > {pidfile}; wait"], timeout=0.5)
+    assert str(e.value).startswith("command timed out after 0.5 s: bash -c"), str(e.value)
+    pid = int(pidfile.read_text())
+    for _ in range(50):
+        if not process_alive(pid):
+            break
+        time.sleep(0.1)
+    assert not process_alive(pid), "the timed-out command's child survived"
+
+
+def test_a_program_that_cannot_start_is_one_error(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match=r"^command could not start \(.*No such file"):
+        run.run(["true"], cwd=tmp_path / "missing")
+    (tmp_path / "not-executable").write_text("#!/bin/sh\n")
+    with pytest.raises(ConfigError, match="is not executable"):
+        run.run([str(tmp_path / "not-executable")])
+
+
+def test_a_signal_while_the_child_starts_still_stops_the_child(tmp_path: Path) -> None:
+    # the child signals us at once: the signal lands while sh is still starting it, before
+    # run() holds its pid; the child must not be left running
+    pidfile = tmp_path / "pid"
+    with run.signal_handlers(), pytest.raises(Interrupted, match="SIGTERM"):
+        run.run(["bash", "-c", f"echo $$ > {pidfile}; kill -TERM $PPID; exec sleep 60"])
+    pid = int(pidfile.read_text())
+    for _ in range(50):
+        if not process_alive(pid):
+            break
+        time.sleep(0.1)
+    assert not process_alive(pid), "the child outlived the interrupted run()"

@@ -35,7 +35,7 @@ class LocalLoop(Node):
 
     @property
     def block_size(self) -> int:
-        return int(self.config.get("block_size") or self.params.block_size)
+        return int(self.params.block_size or self.config.get("block_size") or 512)
 
     def size_bytes(self) -> int | None:
         if "size" in self.config:
@@ -51,6 +51,14 @@ class LocalLoop(Node):
         return -(-n // bs) * bs
 
     def validate(self, ctx: ValidationContext) -> None:
+        if "/" in self.name or "\0" in self.name:
+            # the name becomes <directory>/<name>.raw: a slash would put the image file
+            # (and what the build writes there) outside the build
+            ctx.problem(
+                f"{self.path}.name",
+                f"{self.name!r} must be a plain file name (no '/'): the image file is "
+                "<directory>/<name>.raw; use directory: to put it elsewhere",
+            )
         if "size" in self.config:
             try:
                 n = parse_size(self.config["size"])

@@ -334,3 +334,18 @@ def test_a_non_plugin_class_is_rejected() -> None:
     mgr = test_manager({"bad": dict})  # type: ignore[dict-item]
     with pytest.raises(ConfigError, match="is not a dibpy.blockdev.plugin.Node"):
         use_manager(mgr).__enter__()
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "/abs/x", "x\0y", ""])
+def test_a_local_loop_name_that_would_leave_the_image_dir_is_refused(
+    params: BlockDeviceParams, name: str
+) -> None:
+    # the name becomes the file <image dir>/<name>.raw: it must stay a plain file name
+    text = yaml.safe_dump([{"local_loop": {"name": name, "size": "100MiB"}}])
+    problems = problems_of(text, params)
+    assert any(p.startswith("config[0].local_loop.name: ") for p in problems), problems
+
+
+def test_a_plain_local_loop_name_is_accepted(params: BlockDeviceParams) -> None:
+    cfg = load_config("- local_loop: {name: my-disk.v1, size: 100MiB}", params, host_checks=False)
+    assert cfg.nodes["my-disk.v1"].image_path.parent == params.image_dir  # type: ignore[attr-defined]
