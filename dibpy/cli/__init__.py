@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -13,6 +14,18 @@ from dibpy.log import setup_logging
 LOG = logging.getLogger("dibpy")
 
 Main = Callable[[Sequence[str]], int | None]
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """--version on every command: dibpy's version and the diskimage-builder it follows
+    (disk-image-create prints diskimage-builder's bare version instead, for scripts)."""
+    from dibpy import DIB_COMPAT_VERSION, __version__
+
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s (dibpy {__version__}; diskimage-builder {DIB_COMPAT_VERSION})",
+    )
 
 
 def wants_traceback(argv: Sequence[str]) -> bool:

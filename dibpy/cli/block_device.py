@@ -26,7 +26,7 @@ from dibpy import run
 from dibpy.blockdev import GETVAL_SYMBOLS, BlockDevice, BlockDeviceParams, load_config
 from dibpy.blockdev.config import BlockDeviceConfig, parse_yaml
 from dibpy.blockdev.state import Journal
-from dibpy.cli import entry
+from dibpy.cli import add_version, entry
 from dibpy.errors import ConfigError, DibpyError
 from dibpy.log import LOG, setup_logging
 
@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Create and tear down disk images "
         "from a block-device config (diskimage-builder compatible).",
     )
+    add_version(p)
     p.add_argument("--params", help="the params YAML (default: $DIB_BLOCK_DEVICE_PARAMS_YAML)")
     p.add_argument("--debug", "-x", action="store_true", help="log every command; tracebacks")
     p.add_argument("command", choices=COMMANDS)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dibpy.boottest import ACCELS, DISK_INTERFACES, BootTest, BootTestError, default_console_log
-from dibpy.cli import entry
+from dibpy.cli import add_version, entry
 from dibpy.errors import ConfigError, DibpyError
 
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         "prompt on the serial console, optionally log in and run a command.  The image is "
         "never modified (QEMU writes to a temporary snapshot).",
     )
+    add_version(p)
     p.add_argument("image", nargs="?", help="the disk image (optional with --kernel)")
     p.add_argument("--format", dest="fmt", metavar="F", help="image format (default: detect)")
     p.add_argument("--uefi", action="store_true", help="boot with OVMF UEFI firmware")

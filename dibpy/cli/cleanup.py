@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from dibpy.cli import entry
+from dibpy.cli import add_version, entry
 from dibpy.errors import ConfigError
 
 
@@ -19,6 +19,7 @@ def main_args(argv: Sequence[str]) -> int:
         "mounts, loop devices, build directories and partial outputs. Live builds are "
         "not touched. Every build does this for its TMP_DIR before it starts.",
     )
+    add_version(p)
     p.add_argument(
         "--tmp-dir",
         default=os.environ.get("TMP_DIR") or "/tmp",

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dibpy.cli import entry
+from dibpy.cli import add_version, entry
 from dibpy.config import parse_qemu_img_options
 from dibpy.errors import ConfigError
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check.  Per-format variables (DIB_QCOW2_COMPAT, DIB_VHD_SUBFORMAT, DIB_OVA_*, "
         "...) apply as in a build; see doc/outputs.md.",
     )
+    add_version(p)
     p.add_argument(
         "input",
         help="the image to read (format detected from its signatures; a raw disk needs "

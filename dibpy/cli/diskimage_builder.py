@@ -34,7 +34,7 @@ import jsonschema
 import yaml
 
 import dibpy
-from dibpy.cli import entry
+from dibpy.cli import add_version, entry
 from dibpy.errors import ConfigError, MultiError
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "diskimage-builder.json"
@@ -269,6 +269,7 @@ def build_one(e: dict[str, Any], *, isolated: bool) -> int:
 
 def main_args(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="diskimage-builder", description=__doc__.splitlines()[0])
+    add_version(p)
     p.add_argument("--dry-run", action="store_true", help="print the commands, build nothing")
     p.add_argument(
         "--stop-on-failure",

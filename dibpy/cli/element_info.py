@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dibpy import run
-from dibpy.cli import entry
+from dibpy.cli import add_version, entry
 from dibpy.config import parse_arch
 from dibpy.elements import find_library, resolve
 from dibpy.elements.resolve import default_elements, to_dot
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Expand a list of elements (with their dependencies) and show where "
         "each one lives.",
     )
+    add_version(p)
     p.add_argument("elements", nargs="+", help="element names")
     out = p.add_mutually_exclusive_group()
     out.add_argument(

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dibpy.cli import entry
+from dibpy.cli import add_version, entry
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         "images are read through a temporary sparse raw copy in TMPDIR.  A damaged or "
         "truncated image, or a file that is no disk image, is refused.",
     )
+    add_version(p)
     p.add_argument("image", help="the disk image")
     p.add_argument(
         "-f",

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dibpy.cli import entry
+from dibpy.cli import add_version, entry
 from dibpy.elements import builtin_elements_dir
 from dibpy.errors import ConfigError
 from dibpy.lint import ALIASES, RULES, lint, parse_rule_names, rules_table
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         "'ignore = RULE [RULE...]' in the [dib-lint] section of tox.ini (the current "
         "directory's, and the nearest one above each ELEMENTS_DIR).",
     )
+    add_version(p)
     p.add_argument(
         "dirs",
         nargs="*",

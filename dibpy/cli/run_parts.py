@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from dibpy.cli import entry
+from dibpy.cli import add_version, entry
 from dibpy.errors import ConfigError
 from dibpy.hooks import ORIGINS_FILE, environment_files, run_hooks, scan_dir, warn_skipped
 
@@ -18,6 +18,7 @@ def main_args(argv: Sequence[str]) -> int:
         description="Run every executable file in DIR whose name matches ^[0-9A-Za-z_-]+$, "
         "in sort -n order, after sourcing DIR/../environment.d/*.",
     )
+    add_version(p)
     p.add_argument("--list", action="store_true", help="print the hooks that would run, in order")
     p.add_argument("dir")
     args = p.parse_args(argv)

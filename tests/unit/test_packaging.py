@@ -71,3 +71,24 @@ def test_pending_or_bad_usage_is_one_line(installed: Path) -> None:
     )
     assert r.returncode != 0
     assert "Traceback" not in r.stderr and "unknown command" in r.stderr
+
+
+def test_every_command_answers_version() -> None:
+    """disk-image-create as diskimage-builder (bare, for scripts); the rest name dibpy."""
+    from dibpy import DIB_COMPAT_VERSION, __version__
+    from dibpy.cli.main import COMMANDS as SUBCOMMANDS
+
+    venv_bin = Path(sys.executable).parent
+    calls = [[str(venv_bin / c)] for c in COMMANDS]
+    calls += [[str(venv_bin / "dibpy"), sub] for sub in SUBCOMMANDS]
+    for argv in calls:
+        r = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, (argv, r.stderr)
+        name = Path(argv[0]).name
+        if name in ("disk-image-create", "ramdisk-image-create") or argv[1:] in (
+            ["build"],
+            ["ramdisk"],
+        ):
+            assert r.stdout == f"{DIB_COMPAT_VERSION}\n", (argv, r.stdout)
+        else:
+            assert f"dibpy {__version__}" in r.stdout, (argv, r.stdout)
