@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +12,8 @@ from pathlib import Path
 from dibpy.boottest import ACCELS, DISK_INTERFACES, BootTest, BootTestError, default_console_log
 from dibpy.cli import add_version, entry
 from dibpy.errors import ConfigError, DibpyError
+
+LOG = logging.getLogger("dibpy")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", type=int, default=1024, metavar="MB", help="guest memory")
     p.add_argument("--cpus", type=int, default=2, help="virtual CPUs")
     p.add_argument("--user", help="log in as this user")
-    p.add_argument("--password", help="the user's password")
+    p.add_argument(
+        "--password",
+        help="the user's password (any user can read it in ps: prefer --password-file "
+        "or DIBPY_BOOT_PASSWORD)",
+    )
+    p.add_argument(
+        "--password-file", metavar="FILE", help="read the user's password from FILE's first line"
+    )
     p.add_argument("--command", help="run this in the guest after logging in; must exit 0")
     p.add_argument("--console-log", metavar="FILE", help="where to save the serial console")
     p.add_argument("--kernel", metavar="K", help="boot this kernel directly")
@@ -56,8 +67,30 @@ def main_args(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     if args.image is None and args.kernel is None:
         raise ConfigError("nothing to boot", hint="give an IMAGE, or --kernel (and --initrd)")
+    if args.password is not None and args.password_file is not None:
+        raise ConfigError("--password and --password-file: give one")
+    if args.password_file is not None:
+        try:
+            lines = Path(args.password_file).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(
+                f"--password-file {args.password_file}: cannot read it: {e}"
+            ) from None
+        if not lines or not lines[0]:
+            raise ConfigError(f"--password-file {args.password_file}: its first line is empty")
+        args.password = lines[0]
+    elif args.password is not None:
+        LOG.warning(
+            "--password is visible to every user in the process list; "
+            "use --password-file or DIBPY_BOOT_PASSWORD"
+        )
+    elif args.user is not None and os.environ.get("DIBPY_BOOT_PASSWORD"):
+        args.password = os.environ["DIBPY_BOOT_PASSWORD"]
     if (args.user is None) != (args.password is None):
-        raise ConfigError("--user and --password go together")
+        raise ConfigError(
+            "--user and a password go together",
+            hint="--password-file FILE, DIBPY_BOOT_PASSWORD, or --password",
+        )
     if args.command is not None and args.user is None:
         raise ConfigError("--command needs --user and --password to log in first")
     if args.debug:
@@ -77,7 +110,7 @@ def main_args(argv: Sequence[str]) -> int:
         cpus=args.cpus,
         timeout=args.timeout,
         command_timeout=args.command_timeout,
-        login=(args.user, args.password) if args.user is not None else None,
+        login=(str(args.user), str(args.password)) if args.user is not None else None,
         command=args.command,
         console_log=log,
         accel=args.accel,

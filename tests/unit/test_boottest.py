@@ -419,6 +419,27 @@ def test_cli_pass(
     assert "fakehost login:" in log.read_text()
 
 
+def test_cli_password_from_a_file_or_the_environment(
+    fake: Path, image: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the fake guest takes "secret" only (test_wrong_password_fails_fast)
+    pw = image.parent / "pw"
+    pw.write_text("secret\n")
+    common = [str(image), "--format", "raw", "--user", "tester", "--timeout", "20"]
+    common += ["--accel", "tcg", "--command", "echo from-guest"]
+    assert cli.main([*common, "--password-file", str(pw)]) == 0
+    assert "from-guest" in capsys.readouterr().out
+    monkeypatch.setenv("DIBPY_BOOT_PASSWORD", "secret")
+    assert cli.main(common) == 0
+    out, err = capsys.readouterr()
+    assert "from-guest" in out and "process list" not in err
+    # on the command line it still works, with a warning
+    assert cli.main([*common, "--password", "secret"]) == 0
+    assert "visible to every user in the process list" in capsys.readouterr().err
+    assert cli.main([*common, "--password-file", str(image.parent / "none")]) == 2
+    assert "--password-file" in capsys.readouterr().err
+
+
 def test_cli_failure_is_one_line(
     fake: Path, image: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -441,7 +462,7 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     assert cli.main([]) == 2
     assert "nothing to boot" in capsys.readouterr().err
     assert cli.main(["x.img", "--user", "u"]) == 2
-    assert "--user and --password go together" in capsys.readouterr().err
+    assert "--user and a password go together" in capsys.readouterr().err
     assert cli.main([str(tmp_path / "nope.img")]) == 2
     assert "image not found" in capsys.readouterr().err
 
