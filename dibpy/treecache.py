@@ -14,6 +14,7 @@ tree, so the key covers (doc/building.md, "What the tree cache key covers"):
   tree (``_IGNORED_HOST_VARS``, ``_IGNORED_VARS``, ``DIB_TREE_CACHE_IGNORE_VARS``); values
   are hashed, never stored; a variable naming a file (``DIB_LOCAL_IMAGE``) also brings in
   the file's sha256;
+* what each source-repository entry resolves to now (:mod:`dibpy.sourcerepos`);
 
 Each input's fingerprint is stored in the entry's metadata, so a miss can name the input
 that changed compared with the newest entry for the same elements.
@@ -40,7 +41,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dibpy import __version__, run
+from dibpy import __version__, run, sourcerepos
 from dibpy.elements.model import Element
 from dibpy.errors import ConfigError
 
@@ -189,6 +190,7 @@ def tree_inputs(
         digest = file_digest_of(v, cache_dir)
         if digest is not None:
             out[f"file {k}"] = digest
+    out.update(sourcerepos.repo_inputs(elements, environ, cache_dir, offline=offline))
     return out
 
 

@@ -122,3 +122,45 @@ def test_same_size_same_mtime_base_image_with_other_content(
     assert changed["reused"] is False and "local=content-two" in tree
     [reason] = changed["miss"]  # type: ignore[misc]
     assert reason.startswith("file DIB_LOCAL_IMAGE changed (")
+
+
+def git(*args: str | Path) -> str:
+    return subprocess.run(
+        ["git", *map(str, args)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@localhost",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@localhost",
+        },
+    ).stdout.strip()
+
+
+def test_a_new_commit_behind_a_moving_ref(tmp_path: Path, elements: Path, no_leaks: None) -> None:
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "agent-repo"
+    repo.mkdir()
+    git("-C", repo, "init", "-q", "-b", "main")
+    (repo / "VERSION").write_text("1\n")
+    git("-C", repo, "add", "VERSION")
+    git("-C", repo, "commit", "-q", "-m", "one")
+    el = elements / "cache-inputs"
+    (el / "element-deps").write_text("source-repositories\n")
+    (el / "source-repository-agent").write_text("agent git /opt/agent https://invalid.test/x\n")
+    env = {"DIB_REPOLOCATION_agent": str(repo), "DIB_REPOREF_agent": "main"}
+    first, tree, _ = build(tmp_path, elements, "a", **env)
+    assert first["reused"] is False and "agent=1" in tree
+    assert build(tmp_path, elements, "b", **env)[0]["reused"] is True
+    old = git("-C", repo, "rev-parse", "HEAD")
+    (repo / "VERSION").write_text("2\n")
+    git("-C", repo, "commit", "-q", "-am", "two")
+    new = git("-C", repo, "rev-parse", "HEAD")
+    changed, tree, log = build(tmp_path, elements, "c", **env)
+    assert changed["reused"] is False and "agent=2" in tree
+    why = f"source repository agent changed ({old[:12]} -> {new[:12]})"
+    assert changed["miss"] == [why] and f"tree cache: miss: {why}" in log
