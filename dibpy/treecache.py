@@ -15,6 +15,7 @@ tree, so the key covers (doc/building.md, "What the tree cache key covers"):
   are hashed, never stored; a variable naming a file (``DIB_LOCAL_IMAGE``) also brings in
   the file's sha256;
 * what each source-repository entry resolves to now (:mod:`dibpy.sourcerepos`);
+* the package archive's state for apt-based builds (:mod:`dibpy.archivestate`);
 
 Each input's fingerprint is stored in the entry's metadata, so a miss can name the input
 that changed compared with the newest entry for the same elements.
@@ -41,7 +42,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dibpy import __version__, run, sourcerepos
+from dibpy import __version__, archivestate, run, sourcerepos
 from dibpy.elements.model import Element
 from dibpy.errors import ConfigError
 
@@ -191,6 +192,8 @@ def tree_inputs(
         if digest is not None:
             out[f"file {k}"] = digest
     out.update(sourcerepos.repo_inputs(elements, environ, cache_dir, offline=offline))
+    if cache_dir is not None:
+        out.update(archivestate.archive_inputs(elements, environ, cache_dir, offline=offline))
     return out
 
 

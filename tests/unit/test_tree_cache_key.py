@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,47 @@ def _inputs(tmp_path: Path, env: dict[str, str], offline: bool = False) -> dict[
         cache_dir=tmp_path / "cache",
         offline=offline,
     )
+
+
+def test_a_changed_inrelease_changes_the_key(
+    tmp_path: Path,
+    archive: tuple[str, Path],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, root = archive
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    # the mirror serves the archive under /debian: the directory is its root
+    (root / "debian").symlink_to(".")
+    env = {
+        "DIB_RELEASE": "testrel",
+        "DIB_DISTRIBUTION_MIRROR": url,
+        "DIB_DEBIAN_SECURITY_MIRROR": url,
+    }
+    first = _inputs(tmp_path, env)
+    assert first["package archive testrel"] != "unknown"
+    assert treecache.key_of(_inputs(tmp_path, env)) == treecache.key_of(first)
+
+    (root / "dists" / "testrel" / "InRelease").write_text("Suite: testrel\nDate: two\n")
+    second = _inputs(tmp_path, env)
+    assert treecache.key_of(second) != treecache.key_of(first)
+    [why] = treecache.describe_changes(first, second)
+    assert why.startswith("package archive testrel changed (")
+
+    # offline: the digest seen last, and the log says so
+    (root / "dists" / "testrel" / "InRelease").write_text("Suite: testrel\nDate: three\n")
+    with caplog.at_level(logging.INFO, logger="dibpy"):
+        offline = _inputs(tmp_path, env, offline=True)
+    assert offline["package archive testrel"] == second["package archive testrel"]
+    assert "offline: using the" in caplog.text and "testrel Release digest seen last" in caplog.text
+
+
+def test_no_archive_state_without_debootstrap(tmp_path: Path) -> None:
+    els = [e for e in _elements(tmp_path) if e.name != "debootstrap"]
+    got = treecache.tree_inputs(
+        els, {}, {"DIB_RELEASE": "x"}, tmp_path / "no-lib", cache_dir=tmp_path / "c"
+    )
+    assert not any(k.startswith("package archive") for k in got)
 
 
 def test_which_variables_count() -> None:
