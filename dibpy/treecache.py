@@ -16,6 +16,7 @@ tree, so the key covers (doc/building.md, "What the tree cache key covers"):
   the file's sha256;
 * what each source-repository entry resolves to now (:mod:`dibpy.sourcerepos`);
 * the package archive's state for apt-based builds (:mod:`dibpy.archivestate`);
+* what an element declares in ``tree-cache-inputs`` (URLs, files its hooks fetch).
 
 Each input's fingerprint is stored in the entry's metadata, so a miss can name the input
 that changed compared with the newest entry for the same elements.
@@ -191,9 +192,38 @@ def tree_inputs(
         digest = file_digest_of(v, cache_dir)
         if digest is not None:
             out[f"file {k}"] = digest
+    for el in elements:
+        out.update(declared_inputs(el, offline=offline))
     out.update(sourcerepos.repo_inputs(elements, environ, cache_dir, offline=offline))
     if cache_dir is not None:
         out.update(archivestate.archive_inputs(elements, environ, cache_dir, offline=offline))
+    return out
+
+
+def declared_inputs(el: Element, *, offline: bool = False) -> dict[str, str]:
+    """What an element's ``tree-cache-inputs`` file declares its hooks fetch by themselves.
+
+    One input a line: ``url URL`` (the server's validator: ETag, Last-Modified, size) or
+    ``file PATH`` / ``dir PATH`` (a content hash); ``#`` starts a comment.
+    """
+    f = el.path / "tree-cache-inputs"
+    if not f.is_file():
+        return {}
+    out = {}
+    for n, line in enumerate(f.read_text(errors="replace").splitlines(), 1):
+        kind, _, what = line.split("#", 1)[0].strip().partition(" ")
+        what = what.strip()
+        if not kind:
+            continue
+        if kind not in ("url", "file", "dir") or not what:
+            raise ConfigError(
+                f"{f}:{n}: {line.strip()!r} is not an input",
+                hint="one a line: url URL, file PATH or dir PATH",
+            )
+        value = sourcerepos.url_validator(what, offline) if kind == "url" else None
+        if kind != "url" and os.path.exists(what):
+            value = sourcerepos.path_hash(Path(what))
+        out[f"declared input {el.name}: {kind} {what}"] = value or sourcerepos.UNRESOLVED
     return out
 
 

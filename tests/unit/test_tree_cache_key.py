@@ -125,6 +125,21 @@ def test_miss_reasons_name_the_input() -> None:
     ]
 
 
+def test_an_element_declares_what_its_hooks_fetch(tmp_path: Path) -> None:
+    el = tmp_path / "elements" / "fetcher"
+    el.mkdir(parents=True)
+    data = tmp_path / "data.bin"
+    data.write_text("one")
+    (el / "tree-cache-inputs").write_text(f"# what 50-fetch downloads\nfile {data}\n")
+    args = ({}, {}, tmp_path / "no-lib")
+    first = treecache.tree_inputs([Element("fetcher", el)], *args)
+    data.write_text("two")
+    second = treecache.tree_inputs([Element("fetcher", el)], *args)
+    assert treecache.describe_changes(first, second)[0].startswith(
+        f"declared input fetcher: file {data} changed ("
+    )
+
+
 def test_a_password_is_not_stored_as_a_fast_hash(tmp_path: Path) -> None:
     import hashlib
 
