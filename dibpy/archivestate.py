@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -44,18 +45,34 @@ def _memo(cache_dir: Path, mirror: str, suite: str) -> Path:
     return cache_dir / "dibpy-archive" / f"{tag}.json"
 
 
-def suite_digest(mirror: str, suite: str, cache_dir: Path, *, offline: bool = False) -> str:
-    """sha256 of ``<mirror>/dists/<suite>/InRelease`` (or ``Release``); see the docstring."""
+def suite_digest(
+    mirror: str,
+    suite: str,
+    cache_dir: Path,
+    *,
+    offline: bool = False,
+    unreachable: set[str] | None = None,
+) -> str:
+    """sha256 of ``<mirror>/dists/<suite>/InRelease`` (or ``Release``); see the docstring.
+
+    A mirror that does not answer at all is added to ``unreachable`` and not asked again
+    for the other suites (a build without network pays one timeout, not six).
+    """
     memo = _memo(cache_dir, mirror, suite)
     base = f"{mirror.rstrip('/')}/dists/{suite}"
-    if not offline:
+    unreachable = set() if unreachable is None else unreachable
+    if not offline and mirror not in unreachable:
         for name in ("InRelease", "Release"):
             try:
-                with urllib.request.urlopen(f"{base}/{name}", timeout=20) as r:
+                with urllib.request.urlopen(f"{base}/{name}", timeout=15) as r:
                     digest = hashlib.sha256(r.read()).hexdigest()
-            except OSError as e:
+            except urllib.error.HTTPError as e:
                 LOG.debug("tree cache: %s/%s: %s", base, name, e)
                 continue
+            except OSError as e:
+                LOG.debug("tree cache: %s/%s: %s", base, name, e)
+                unreachable.add(mirror)
+                break
             memo.parent.mkdir(parents=True, exist_ok=True)
             tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
             tmp.write_text(json.dumps({"mirror": mirror, "suite": suite, "sha256": digest}))
@@ -137,7 +154,10 @@ def archive_inputs(
     if security:
         old = release in ("stretch", "buster")
         suites.append((security, f"{release}/updates" if old else f"{release}-security"))
+    unreachable: set[str] = set()
     return {
-        f"package archive {suite}": suite_digest(m, suite, cache_dir, offline=offline)
+        f"package archive {suite}": suite_digest(
+            m, suite, cache_dir, offline=offline, unreachable=unreachable
+        )
         for m, suite in suites
     }

@@ -17,7 +17,7 @@ from dibpy.elements.model import Element
 
 
 @pytest.fixture
-def archive(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def archive(tmp_path: Path) -> Iterator[tuple[str, Path, http.server.HTTPServer]]:
     """A Debian-style archive served on 127.0.0.1: (mirror URL, its root directory)."""
     root = tmp_path / "archive"
     (root / "dists" / "testrel").mkdir(parents=True)
@@ -28,7 +28,7 @@ def archive(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/debian", root
+        yield f"http://127.0.0.1:{server.server_address[1]}/debian", root, server
     finally:
         server.shutdown()
         server.server_close()
@@ -57,11 +57,11 @@ def _inputs(tmp_path: Path, env: dict[str, str], offline: bool = False) -> dict[
 
 def test_a_changed_inrelease_changes_the_key(
     tmp_path: Path,
-    archive: tuple[str, Path],
+    archive: tuple[str, Path, http.server.HTTPServer],
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    url, root = archive
+    url, root, server = archive
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     # the mirror serves the archive under /debian: the directory is its root
     (root / "debian").symlink_to(".")
@@ -86,6 +86,15 @@ def test_a_changed_inrelease_changes_the_key(
         offline = _inputs(tmp_path, env, offline=True)
     assert offline["package archive testrel"] == second["package archive testrel"]
     assert "offline: using the" in caplog.text and "testrel Release digest seen last" in caplog.text
+
+    # the archive does not answer: the digest seen last too, and the log says why
+    server.shutdown()
+    server.server_close()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="dibpy"):
+        down = _inputs(tmp_path, env)
+    assert down["package archive testrel"] == second["package archive testrel"]
+    assert "archive unreachable: using the" in caplog.text
 
 
 def test_no_archive_state_without_debootstrap(tmp_path: Path) -> None:
