@@ -581,13 +581,36 @@ class Build:
                 "release": cfg.release or "",
                 "mirror": cfg.mirror or "",
             }
-            self.tree_key = treecache.tree_key(
-                self.plan.resolution.elements, settings, cfg.environ, LIB_DIR
-            )
             cache = treecache.TreeCache(cfg.image_cache, cfg.tree_cache_max_age)
+            inputs = treecache.tree_inputs(
+                self.plan.resolution.elements,
+                settings,
+                cfg.environ,
+                LIB_DIR,
+                clear_env=cfg.clear_env,
+                cache_dir=cfg.image_cache,
+                offline=cfg.offline,
+            )
+            self.tree_key = treecache.key_of(inputs)
             hit = cache.lookup(self.tree_key)
         if hit is None:
-            LOG.info("tree cache: no entry for %s; building the tree", self.tree_key[:12])
+            names = " ".join(self.plan.resolution.names)
+            previous = cache.newest_inputs(names, cfg.arch)
+            reasons = treecache.describe_changes(previous, inputs) if previous else []
+            if previous is None:
+                why = "no earlier entry for these elements"
+            elif reasons:
+                why = "; ".join(reasons)
+            else:
+                why = "the entry with the same inputs is too old or reuse is off"
+            LOG.info("tree cache: miss: %s; building the tree (%s)", why, self.tree_key[:12])
+            self.cache_record = {
+                "tree_key": self.tree_key,
+                "reused": False,
+                "enabled": True,
+                "miss": reasons or [why],
+            }
+            cache.inputs = inputs
             self.tree_cache = cache
             # the saver reads the tree: it must finish before the build dir goes
             mounts.push_cleanup(self.stack, cache.wait, what="saving the tree cache")

@@ -2,16 +2,24 @@
 
 After post-root.d the build's tree is saved (tar + zstd) under a content hash of
 everything that made it; a later build with the same hash restores it and skips root.d
-through post-root.d.  The key covers:
+through post-root.d.  A cached tree is reused only when a fresh build would make the same
+tree, so the key covers (doc/building.md, "What the tree cache key covers"):
 
 * every file of every element in the build (path, mode, content, symlink target), except
   what only runs later (block-device.d, pre-finalise.d, finalise.d, cleanup.d, the
   block-device-*.yaml layouts) and READMEs;
 * dibpy's version and its shell library ($_LIB);
-* the build settings hooks can see: architecture, -p packages, install type, and every
-  ``DIB_*`` variable except those that cannot change the tree (cache locations, tracing,
-  output-format settings); variable values are hashed, never stored; a variable that
-  names a file (``DIB_LOCAL_IMAGE``) also brings in the file's size and modification time.
+* the build settings: architecture, -p packages, install type, release, mirror;
+* every environment variable a hook can see, except a short list that cannot change the
+  tree (``_IGNORED_HOST_VARS``, ``_IGNORED_VARS``, ``DIB_TREE_CACHE_IGNORE_VARS``); values
+  are hashed, never stored; a variable naming a file (``DIB_LOCAL_IMAGE``) also brings in
+  the file's sha256;
+* what each source-repository entry resolves to now (:mod:`dibpy.sourcerepos`);
+* the package archive's state for apt-based builds (:mod:`dibpy.archivestate`);
+* what an element declares in ``tree-cache-inputs`` (URLs, files its hooks fetch).
+
+Each input's fingerprint is stored in the entry's metadata, so a miss can name the input
+that changed compared with the newest entry for the same elements.
 
 Reuse is bounded and visible: it is logged with the entry's age, recorded in the build
 record, refused past ``DIB_TREE_CACHE_MAX_AGE`` (default 24h; ``0`` disables reuse), and
@@ -28,13 +36,14 @@ import logging
 import os
 import re
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dibpy import __version__, run
+from dibpy import __version__, archivestate, run, sourcerepos
 from dibpy.elements.model import Element
 from dibpy.errors import ConfigError
 
@@ -55,8 +64,21 @@ LATE_PARTS = (
 _IGNORED_VARS = re.compile(
     r"^DIB_(IMAGE_CACHE|OFFLINE|DEBUG_TRACE|TREE_CACHE_MAX_AGE|CHECKSUM|QEMU_IMG_OPTIONS|"
     r"(QCOW2|VHD|VHDX|VMDK|OVA|VMMGR|DOCKER|TAR|SQUASHFS)_.*|NO_TMPFS|MIN_TMPFS|"
-    r"BLOCK_DEVICE_PARAMS_YAML|ARGS|ENV)$"
+    r"BLOCK_DEVICE_PARAMS_YAML|ARGS|ENV|TREE_CACHE_IGNORE_VARS)$"
 )
+#: host and session variables a hook can see but that cannot change the tree: terminal,
+#: login session and shell bookkeeping; variables dibpy sets itself for every hook; and
+#: ELEMENTS_PATH (the elements' contents are in the key)
+_IGNORED_HOST_VARS = re.compile(
+    r"^(TERM|COLORTERM|COLUMNS|LINES|LS_COLORS|PWD|OLDPWD|SHLVL|_|PS[1-4]|PROMPT_COMMAND|"
+    r"HIST[A-Z]*|MAIL|MAILPATH|SSH_[A-Z_]*|DISPLAY|WAYLAND_DISPLAY|XAUTHORITY|XDG_[A-Z_]*|"
+    r"DBUS_SESSION_BUS_ADDRESS|TMUX|TMUX_PANE|STY|WINDOW|INVOCATION_ID|JOURNAL_STREAM|"
+    r"PYTEST_CURRENT_TEST|TMPDIR|TMP_DIR|ELEMENTS_PATH|VIRTUAL_ENV|PYTHONPATH|PYTHONHOME|"
+    r"TARGET_ROOT|TMP_MOUNT_PATH|TMP_HOOKS_PATH|TMP_BUILD_DIR|TMP_IMAGE_DIR|TMP_IMAGE_PATH|"
+    r"IMAGE_NAME|IMAGE_ELEMENT|IMAGE_ELEMENT_YAML|ARCH|BASH_FUNC_.*)$"
+)
+#: what ``-c`` (clear the environment) keeps besides DIB_* (see Build.hook_env)
+CLEAR_ENV_KEEPS = ("HOME", "TERM", "PATH", "USER")
 DEFAULT_MAX_AGE = 24 * 3600
 KEEP_PER_SET = 3
 
@@ -72,7 +94,6 @@ def parse_age(value: str) -> int:
 
 
 def _hash_element(h: hashlib._Hash, el: Element) -> None:
-    h.update(f"element {el.name}\n".encode())
     for root, dirs, files in os.walk(el.path):
         dirs.sort()
         rel_root = Path(root).relative_to(el.path)
@@ -98,9 +119,26 @@ def _hash_element(h: hashlib._Hash, el: Element) -> None:
 
 def _hash_dir(h: hashlib._Hash, d: Path) -> None:
     for p in sorted(d.rglob("*")):
-        if p.is_file():
-            h.update(f"lib {p.relative_to(d)}\n".encode())
-            h.update(p.read_bytes())
+        if p.is_symlink():
+            h.update(f"link {p.relative_to(d)} {os.readlink(p)}\n".encode())
+        elif p.is_file():
+            h.update(f"file {p.relative_to(d)} {'x' if os.access(p, os.X_OK) else '-'}\n".encode())
+            with open(p, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+
+
+#: variables whose fingerprints (kept in the cache's metadata) must resist guessing
+_SECRET = re.compile(r"PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|_KEY$|CREDENTIAL", re.I)
+
+
+def _secret_hash(value: str) -> str:
+    # slow on purpose: the metadata is readable by whoever can read the cache
+    return hashlib.scrypt(value.encode(), salt=b"dibpy tree cache", n=1 << 14, r=8, p=1)[:12].hex()
+
+
+def _short(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
 def tree_key(
@@ -110,24 +148,153 @@ def tree_key(
     lib_dir: Path,
 ) -> str:
     """The content hash of everything that makes the tree (see the module docstring)."""
-    h = hashlib.sha256()
-    h.update(f"dibpy {__version__} tree format {FORMAT}\n".encode())
-    for el in sorted(elements, key=lambda e: e.name):
-        _hash_element(h, el)
-    if lib_dir.is_dir():
-        _hash_dir(h, lib_dir)
-    for k, v in sorted(settings.items()):
-        h.update(f"setting {k}={v}\n".encode())
-    for k, v in sorted(environ.items()):
-        if k.startswith("DIB_") and not _IGNORED_VARS.match(k):
-            h.update(f"env {k}={v}\n".encode())
-            # a variable naming a file (DIB_LOCAL_IMAGE, ...): a new file at the same path
-            # is a new input; its size and modification time stand for its content
-            with contextlib.suppress(OSError, ValueError):
-                if v.startswith("/") and os.path.isfile(v):
-                    st = os.stat(v)
-                    h.update(f"file {k} {st.st_size} {st.st_mtime_ns}\n".encode())
+    return key_of(tree_inputs(elements, settings, environ, lib_dir))
+
+
+def key_of(inputs: Mapping[str, str]) -> str:
+    """The cache key: a hash of every input's fingerprint."""
+    h = hashlib.sha256(f"dibpy {__version__} tree format {FORMAT}\n".encode())
+    for k, v in sorted(inputs.items()):
+        h.update(f"{k}\0{v}\n".encode())
     return h.hexdigest()
+
+
+def tree_inputs(
+    elements: Iterable[Element],
+    settings: Mapping[str, str],
+    environ: Mapping[str, str],
+    lib_dir: Path,
+    *,
+    clear_env: bool = False,
+    cache_dir: Path | None = None,
+    offline: bool = False,
+) -> dict[str, str]:
+    """Every input that shapes the tree, by name, with a fingerprint of its value.
+
+    The names are what a miss reports (``variable FOO``, ``element probe``, ``source
+    repository agent``); variable values are hashed, never stored.
+    """
+    elements = sorted(elements, key=lambda e: e.name)
+    out: dict[str, str] = {"dibpy": f"{__version__} format {FORMAT}"}
+    for el in elements:
+        h = hashlib.sha256()
+        _hash_element(h, el)
+        out[f"element {el.name}"] = h.hexdigest()[:16]
+    if lib_dir.is_dir():
+        h = hashlib.sha256()
+        _hash_dir(h, lib_dir)
+        out["dibpy shell library"] = h.hexdigest()[:16]
+    for k, v in sorted(settings.items()):
+        out[f"setting {k}"] = v
+    env = hook_visible(environ, clear_env=clear_env)
+    for k, v in sorted(env.items()):
+        out[f"variable {k}"] = _secret_hash(v) if _SECRET.search(k) else _short(v)
+        digest = file_digest_of(v, cache_dir)
+        if digest is not None:
+            out[f"file {k}"] = digest
+    for el in elements:
+        out.update(declared_inputs(el, offline=offline))
+    out.update(sourcerepos.repo_inputs(elements, environ, cache_dir, offline=offline))
+    if cache_dir is not None:
+        out.update(archivestate.archive_inputs(elements, environ, cache_dir, offline=offline))
+    return out
+
+
+def declared_inputs(el: Element, *, offline: bool = False) -> dict[str, str]:
+    """What an element's ``tree-cache-inputs`` file declares its hooks fetch by themselves.
+
+    One input a line: ``url URL`` (the server's validator: ETag, Last-Modified, size) or
+    ``file PATH`` / ``dir PATH`` (a content hash); ``#`` starts a comment.
+    """
+    f = el.path / "tree-cache-inputs"
+    if not f.is_file():
+        return {}
+    out = {}
+    for n, line in enumerate(f.read_text(errors="replace").splitlines(), 1):
+        kind, _, what = line.split("#", 1)[0].strip().partition(" ")
+        what = what.strip()
+        if not kind:
+            continue
+        if kind not in ("url", "file", "dir") or not what:
+            raise ConfigError(
+                f"{f}:{n}: {line.strip()!r} is not an input",
+                hint="one a line: url URL, file PATH or dir PATH",
+            )
+        value = sourcerepos.url_validator(what, offline) if kind == "url" else None
+        if kind != "url" and os.path.exists(what):
+            value = sourcerepos.path_hash(Path(what))
+        out[f"declared input {el.name}: {kind} {what}"] = value or sourcerepos.UNRESOLVED
+    return out
+
+
+def hook_visible(environ: Mapping[str, str], *, clear_env: bool = False) -> dict[str, str]:
+    """The variables of ``environ`` a hook sees, less those that cannot change the tree."""
+    extra = {v for v in environ.get("DIB_TREE_CACHE_IGNORE_VARS", "").split() if v}
+    out = {}
+    for k, v in environ.items():
+        if clear_env and not k.startswith("DIB_") and k not in CLEAR_ENV_KEEPS:
+            continue
+        if k in extra or _IGNORED_VARS.match(k) or _IGNORED_HOST_VARS.match(k):
+            continue
+        out[k] = v
+    return out
+
+
+def file_digest_of(value: str, cache_dir: Path | None) -> str | None:
+    """sha256 of the file an absolute-path value names (``DIB_LOCAL_IMAGE``), else None.
+
+    Digests are remembered under ``cache_dir`` by (device, inode, size, mtime, ctime): a
+    rewrite in place changes the ctime even when size and mtime are put back, so a file
+    with other content is never taken for the one hashed before.
+    """
+    if not value.startswith("/") or "\n" in value:
+        return None
+    try:
+        st = os.stat(value)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    ident = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    memo = cache_dir / "dibpy-digests" / f"{_short(value)}.json" if cache_dir else None
+    if memo is not None:
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(memo.read_text())
+            if data.get("stat") == ident:
+                return str(data["sha256"])
+    h = hashlib.sha256()
+    try:
+        with open(value, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return None
+    digest = h.hexdigest()
+    if memo is not None:
+        with contextlib.suppress(OSError):
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+            tmp.write_text(json.dumps({"path": value, "stat": ident, "sha256": digest}))
+            os.replace(tmp, memo)
+    return digest
+
+
+def describe_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """Why ``new`` misses the entry made from ``old``: one phrase per changed input."""
+    reasons = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if a is None:
+            reasons.append(f"{k} added")
+        elif b is None:
+            reasons.append(f"{k} removed")
+        elif k.startswith(("variable ", "element ", "dibpy shell")):
+            reasons.append(f"{k} changed")
+        else:
+            reasons.append(f"{k} changed ({a[:12]} -> {b[:12]})")
+    return reasons
 
 
 @dataclass(frozen=True)
@@ -145,6 +312,25 @@ class TreeCache:
         self.max_age = max_age
         self._saver: threading.Thread | None = None
         self._save_error: BaseException | None = None
+        #: the inputs of the key being built, stored in the entry's metadata so that a
+        #: later miss can say what changed
+        self.inputs: dict[str, str] = {}
+
+    def newest_inputs(self, element_set: str, arch: str) -> dict[str, str] | None:
+        """The inputs of the newest entry for the same elements and architecture."""
+        best: tuple[float, dict[str, str]] | None = None
+        for m in self.dir.glob("*.json") if self.dir.is_dir() else ():
+            with contextlib.suppress(ValueError, OSError, AttributeError):
+                data = json.loads(m.read_text())
+                if str(data.get("elements", "")) != element_set or data.get("arch") != arch:
+                    continue
+                if not m.with_suffix(".zst").is_file():
+                    continue
+                created = float(data.get("created", 0))
+                inputs = data.get("inputs")
+                if isinstance(inputs, dict) and (best is None or created > best[0]):
+                    best = (created, {str(k): str(v) for k, v in inputs.items()})
+        return best[1] if best else None
 
     def _entry(self, key: str) -> Path:
         return self.dir / f"{key}.tar.zst"
@@ -214,7 +400,7 @@ class TreeCache:
                     ],
                     quiet=True,
                 )
-                meta = {"created": time.time(), "key": key, **describe}
+                meta = {"created": time.time(), "key": key, **describe, "inputs": self.inputs}
                 entry.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
                 os.replace(tmp, entry)
                 self._prune(str(describe.get("elements", "")))
