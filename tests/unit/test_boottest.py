@@ -433,7 +433,10 @@ def test_cli_password_from_a_file_or_the_environment(
     assert cli.main(common) == 0
     out, err = capsys.readouterr()
     assert "from-guest" in out and "process list" not in err
-    # on the command line it still works, with a warning
+    # on the command line it still works, with a warning (logging onto this test's stderr)
+    from dibpy.log import setup_logging
+
+    setup_logging()
     assert cli.main([*common, "--password", "secret"]) == 0
     assert "visible to every user in the process list" in capsys.readouterr().err
     assert cli.main([*common, "--password-file", str(image.parent / "none")]) == 2
