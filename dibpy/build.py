@@ -854,16 +854,27 @@ class Build:
 
 def write_checksums(path: Path, algorithms: Sequence[str], label: str = "") -> None:
     """``NAME.md5`` / ``NAME.sha256`` beside the image, in md5sum's format, reading it once;
-    the line names the image as ``label`` (diskimage-builder runs md5sum on ``-o``'s path)."""
-    sums = {a: hashlib.new(a) for a in algorithms}
-    with open(path, "rb") as f:
-        while chunk := f.read(4 * MIB):
-            for h in sums.values():
-                h.update(chunk)
-    for a, h in sums.items():
+    the line names the image as ``label`` (diskimage-builder runs md5sum on ``-o``'s path).
+    An output of several files (a split VMDK, a .vmx and its disk) is one set with one
+    checksum file: a line per file, so ``sha256sum -c NAME.vmdk.sha256`` checks them all."""
+    from dibpy.outputs import fileset
+
+    lines: dict[str, list[str]] = {a: [] for a in algorithms}
+    for member in fileset.members(path) or [path]:
+        sums = {a: hashlib.new(a) for a in algorithms}
+        with open(member, "rb") as f:
+            while chunk := f.read(4 * MIB):
+                for h in sums.values():
+                    h.update(chunk)
+        name = label or path.name
+        if member != path:
+            name = str(Path(name).with_name(member.name)) if label else member.name
+        for a, h in sums.items():
+            lines[a].append(f"{h.hexdigest()}  {name}\n")
+    for a in algorithms:
         out = Path(f"{path}.{a}")
         tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(f"{h.hexdigest()}  {label or path.name}\n")
+        tmp.write_text("".join(lines[a]))
         os.replace(tmp, out)
 
 
@@ -883,9 +894,12 @@ def _keep_old(dest: Path, overwrite: bool) -> None:
         for a in CHECKSUMS:
             _unlink_quiet(Path(f"{dest}.{a}"))
         return
+    from dibpy.outputs import fileset
+
     old = old_image_name(dest)
     LOG.info("old image found: keeping the previous %s as %s", dest.name, old.name)
-    os.replace(dest, old)
+    # a set (split VMDK, .vmx + disk) is renamed as one, its names inside rewritten
+    fileset.rename_set(dest, old)
     for a in CHECKSUMS:
         side = Path(f"{dest}.{a}")
         if side.exists():
