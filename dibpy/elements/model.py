@@ -87,7 +87,7 @@ class Element:
         """The operating system this element declares the image to be, from its
         ``element-os`` file (one word: ``linux``, ``windows``, ...), lower-cased; None when
         it declares none (doc/elements.md, "Images that are not Linux")."""
-        words = sorted(_read_name_set(self.path / "element-os"))
+        words = sorted(_read_name_set(self.path / "element-os", self.name))
         return words[0].lower() if words else None
 
     @property
