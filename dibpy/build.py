@@ -44,6 +44,7 @@ from dibpy.blockdev import (
 from dibpy.cli.element_info import GET_IMAGE_ELEMENT_ARRAY_BODY
 from dibpy.config import CHECKSUMS, BuildConfig
 from dibpy.elements import find_library, package_installs, resolve
+from dibpy.elements.model import Element
 from dibpy.elements.resolve import Resolution, default_elements
 from dibpy.errors import ConfigError, DibpyError, HookError, MultiError
 from dibpy.hooks import HookTree, merge_hooks, run_phase
@@ -55,6 +56,8 @@ LOG = logging.getLogger("dibpy")
 
 HOST_PHASES_BEFORE_CHROOT = ("root.d",)
 CHROOT_BUILD_PHASES = ("pre-install.d", "install.d", "post-install.d")
+#: the phases that run in a chroot of the image: none runs for an image that is not Linux
+CHROOT_PHASES = (*CHROOT_BUILD_PHASES, "finalise.d")
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LIB_DIR = Path(__file__).resolve().parent / "lib"
 GIB = 1024**3
@@ -101,6 +104,9 @@ class Plan:
     elements_path: str
     block_device_text: str | None
     block_device_origin: str
+    #: the image's operating system: "linux" unless an element's ``element-os`` says
+    #: otherwise; for any other, no chroot phase, chroot mounts or fstab
+    os_family: str = "linux"
 
 
 def plan(cfg: BuildConfig) -> Plan:
@@ -188,6 +194,12 @@ def plan(cfg: BuildConfig) -> Plan:
                 hints.append(e.hint)
         except ConfigError as e:
             note(e)
+    family = "linux"
+    if resolution is not None:
+        try:
+            family = image_os_family(resolution.elements, cfg.packages)
+        except ConfigError as e:
+            note(e)
     if problems or resolution is None:
         raise MultiError(problems, hint="; ".join(dict.fromkeys(hints)) or None)
     return Plan(
@@ -197,7 +209,46 @@ def plan(cfg: BuildConfig) -> Plan:
         elements_path=library.elements_path,
         block_device_text=bd_text,
         block_device_origin=bd_origin,
+        os_family=family,
     )
+
+
+def image_os_family(elements: Sequence[Element], packages: Sequence[str] = ()) -> str:
+    """The image's OS family from the elements' ``element-os`` files ("linux" if none).
+
+    An image that is not Linux has no chroot, so every element hook of a chroot phase,
+    and ``-p`` packages, are errors (each named, all at once); so is a disagreement.
+    """
+    declared = {e.name: e.os_family for e in elements if e.os_family}
+    families = sorted(set(declared.values()))
+    if len(families) > 1:
+        said = ", ".join(f"{n}: {f}" for n, f in sorted(declared.items()))
+        raise ConfigError(
+            f"the elements' element-os files disagree on the image's operating system ({said})",
+            hint="one operating-system element per image",
+        )
+    family = families[0] if families else "linux"
+    if family == "linux":
+        return family
+    by = ", ".join(sorted(declared))
+    problems = [
+        f"element {e.name}: {phase}/{hook.name} runs in a chroot, but the image is {family} "
+        f"(element-os of {by}): it has none"
+        for e in elements
+        for phase in CHROOT_PHASES
+        if (d := e.phase_dir(phase)) is not None
+        for hook in sorted(d.iterdir())
+        if hook.is_file()
+    ]
+    if packages:
+        problems.append(f"-p {','.join(packages)}: a {family} image has no package manager")
+    if problems:
+        raise MultiError(
+            problems,
+            hint="drop those elements (or build with -n, without the base element); "
+            "see doc/elements.md, 'Images that are not Linux'",
+        )
+    return family
 
 
 #: options that shape the image (disk-image-create flag, BuildConfig field)
@@ -340,6 +391,8 @@ class Build:
         self.cfg = plan.cfg
         self.timer = StageTimer()
         self.stack = contextlib.ExitStack()
+        #: False for an image whose element-os says it is not Linux: no chroot, no fstab
+        self.linux = plan.os_family == "linux"
         self.build_dir = Path()
         self.tree: HookTree | None = None
         #: the tree hooks work on now (for break=after-error)
@@ -643,14 +696,20 @@ class Build:
                 hint="an operating-system element (debian-minimal, ubuntu, centos, ...) must "
                 "populate $TARGET_ROOT in root.d",
             )
-        with contextlib.ExitStack() as cstack:
-            cstack.enter_context(chroot.chroot_environment(built))
+        if not self.linux:
+            # no chroot: no /proc /sys /dev mounts, no hook mount in /tmp (plan() refused
+            # every chroot hook of such an image)
+            LOG.info("the image is %s: no chroot phases", self.plan.os_family)
             self.phase("extra-data.d", built, in_chroot=False)
-            chroot.bind_hooks(built, self.tree.root, cstack)
-            for phase in CHROOT_BUILD_PHASES:
-                if phase == "post-install.d" and cfg.packages:
-                    self._install_packages(built)
-                self.phase(phase, built, in_chroot=True)
+        else:
+            with contextlib.ExitStack() as cstack:
+                cstack.enter_context(chroot.chroot_environment(built))
+                self.phase("extra-data.d", built, in_chroot=False)
+                chroot.bind_hooks(built, self.tree.root, cstack)
+                for phase in CHROOT_BUILD_PHASES:
+                    if phase == "post-install.d" and cfg.packages:
+                        self._install_packages(built)
+                    self.phase(phase, built, in_chroot=True)
         self.phase("post-root.d", built, in_chroot=False)
         # diskimage-builder unmounts what hooks mounted in the tree (its shared apt cache
         # bind mount, say) before the tree is sized, copied and cached
@@ -722,7 +781,8 @@ class Build:
             if self.tree_cache is not None:
                 self.tree_cache.wait()
             _rmtree_logged(built)
-            bd.write_fstab(mnt / "etc")
+            if self.linux:
+                bd.write_fstab(mnt / "etc")
         self._finalise(mnt, extra)
         self.phase("cleanup.d", mnt, in_chroot=False, extra=extra)
         unmount_left_behind(mnt, "the image", keep=ours)
@@ -744,6 +804,9 @@ class Build:
     def _finalise(self, root: Path, extra: Mapping[str, str]) -> None:
         """pre-finalise.d on the host, then finalise.d in the chroot of ``root``."""
         assert self.tree is not None
+        if not self.linux:
+            self.phase("pre-finalise.d", root, in_chroot=False, extra=extra)
+            return
         with contextlib.ExitStack() as cstack:
             cstack.enter_context(chroot.chroot_environment(root))
             self.phase("pre-finalise.d", root, in_chroot=False, extra=extra)
@@ -854,16 +917,27 @@ class Build:
 
 def write_checksums(path: Path, algorithms: Sequence[str], label: str = "") -> None:
     """``NAME.md5`` / ``NAME.sha256`` beside the image, in md5sum's format, reading it once;
-    the line names the image as ``label`` (diskimage-builder runs md5sum on ``-o``'s path)."""
-    sums = {a: hashlib.new(a) for a in algorithms}
-    with open(path, "rb") as f:
-        while chunk := f.read(4 * MIB):
-            for h in sums.values():
-                h.update(chunk)
-    for a, h in sums.items():
+    the line names the image as ``label`` (diskimage-builder runs md5sum on ``-o``'s path).
+    An output of several files (a split VMDK, a .vmx and its disk) is one set with one
+    checksum file: a line per file, so ``sha256sum -c NAME.vmdk.sha256`` checks them all."""
+    from dibpy.outputs import fileset
+
+    lines: dict[str, list[str]] = {a: [] for a in algorithms}
+    for member in fileset.members(path) or [path]:
+        sums = {a: hashlib.new(a) for a in algorithms}
+        with open(member, "rb") as f:
+            while chunk := f.read(4 * MIB):
+                for h in sums.values():
+                    h.update(chunk)
+        name = label or path.name
+        if member != path:
+            name = str(Path(name).with_name(member.name)) if label else member.name
+        for a, h in sums.items():
+            lines[a].append(f"{h.hexdigest()}  {name}\n")
+    for a in algorithms:
         out = Path(f"{path}.{a}")
         tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(f"{h.hexdigest()}  {label or path.name}\n")
+        tmp.write_text("".join(lines[a]))
         os.replace(tmp, out)
 
 
@@ -883,9 +957,12 @@ def _keep_old(dest: Path, overwrite: bool) -> None:
         for a in CHECKSUMS:
             _unlink_quiet(Path(f"{dest}.{a}"))
         return
+    from dibpy.outputs import fileset
+
     old = old_image_name(dest)
     LOG.info("old image found: keeping the previous %s as %s", dest.name, old.name)
-    os.replace(dest, old)
+    # a set (split VMDK, .vmx + disk) is renamed as one, its names inside rewritten
+    fileset.rename_set(dest, old)
     for a in CHECKSUMS:
         side = Path(f"{dest}.{a}")
         if side.exists():

@@ -31,6 +31,7 @@ EXTENSIONS = {
     "vhdx": "vhdx",
     "vmdk": "vmdk",
     "ova": "ova",
+    "vmx": "vmware",
 }
 
 
@@ -39,13 +40,13 @@ def output_format(dest: Path, fmt: str | None) -> OutputPlugin:
     if name is None:
         raise ConfigError(
             f"cannot tell the output format of {dest} from its extension",
-            hint="give -O FORMAT (raw, qcow2, vhd, vhdx, vmdk, ova)",
+            hint="give -O FORMAT (raw, qcow2, vhd, vhdx, vmdk, ova, vmware)",
         )
     plugin = outputs.get(name)
     if plugin.needs_tree:
         raise ConfigError(
             f"-O {name} is made from a file tree, not from a disk image",
-            hint="convert writes raw, qcow2, vhd, vhdx, vmdk, ova",
+            hint="convert writes raw, qcow2, vhd, vhdx, vmdk, ova, vmware",
         )
     return plugin
 

@@ -17,10 +17,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dibpy convert",
         description="Convert a disk image (raw, qcow2, vhd, vhdx, vmdk, ova) to another "
-        "format with the options and checks of the build's output types.  The output is "
-        "written under a temporary name and only renamed into place once it passed its "
-        "check.  Per-format variables (DIB_QCOW2_COMPAT, DIB_VHD_SUBFORMAT, DIB_OVA_*, "
-        "...) apply as in a build; see doc/outputs.md.",
+        "format (or to a VMware VM: OUT.vmx beside OUT.vmdk) with the options and checks "
+        "of the build's output types.  The output is written under a temporary name and "
+        "only renamed into place once it passed its check.  Per-format variables "
+        "(DIB_QCOW2_COMPAT, DIB_VHD_SUBFORMAT, DIB_OVA_*, ...) apply as in a build; "
+        "see doc/outputs.md.",
     )
     add_version(p)
     p.add_argument(

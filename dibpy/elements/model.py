@@ -82,6 +82,14 @@ class Element:
     def conflicts(self) -> frozenset[str]:
         return _read_name_set(self.path / "element-conflicts", self.name)
 
+    @functools.cached_property
+    def os_family(self) -> str | None:
+        """The operating system this element declares the image to be, from its
+        ``element-os`` file (one word: ``linux``, ``windows``, ...), lower-cased; None when
+        it declares none (doc/elements.md, "Images that are not Linux")."""
+        words = sorted(_read_name_set(self.path / "element-os", self.name))
+        return words[0].lower() if words else None
+
     @property
     def readme(self) -> Path | None:
         for name in ("README.rst", "README.md", "README"):

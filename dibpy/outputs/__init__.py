@@ -58,6 +58,10 @@ class OutputPlugin:
     needs_tree: ClassVar[bool] = False
     #: host programs the format needs (checked before the build starts)
     programs: ClassVar[tuple[str, ...]] = ()
+    #: True for outputs of several files that name each other (a split VMDK, a .vmx and
+    #: its disk): written under their final names in a temporary directory, then each
+    #: renamed into place (:mod:`dibpy.outputs.fileset`)
+    file_set: ClassVar[bool] = False
 
     def write(self, raw: Path, dest: Path, opts: OutputOptions) -> None:
         raise NotImplementedError
@@ -95,6 +99,7 @@ def _builtin() -> dict[str, type[OutputPlugin]]:
     from dibpy.outputs.qemu import Qcow2, Raw, Vhd, Vhdx, Vmdk
     from dibpy.outputs.tree import Docker, Squashfs, Tar, Tgz
     from dibpy.outputs.vmmgr import VmManager
+    from dibpy.outputs.vmware import Vmware
 
     table: list[type[OutputPlugin]] = [
         Raw,
@@ -103,6 +108,7 @@ def _builtin() -> dict[str, type[OutputPlugin]]:
         Vhdx,
         Vmdk,
         Ova,
+        Vmware,
         Tar,
         Tgz,
         Squashfs,
@@ -183,6 +189,10 @@ def validate(plugins: Sequence[OutputPlugin], opts: OutputOptions) -> None:
     except MultiError as e:
         problems += e.problems
         hints += [e.hint] if e.hint else []
+    names = {p.name for p in plugins}
+    if {"vmdk", "vmware"} <= names:
+        problems.append("-t vmdk and -t vmware both write NAME.vmdk")
+        hints.append("-t vmware alone writes the .vmdk beside the .vmx")
     for p in plugins:
         try:
             p.validate(opts)
@@ -219,9 +229,13 @@ def write_one(
 ) -> list[Path]:
     """Write ``dest`` from ``source`` under a temporary name, check it, rename it in place.
 
-    Returns ``dest`` and any companion files.  On failure the temporary file is removed
-    and ``dest`` (if it existed) is untouched.
+    Returns ``dest``, the other files of its set (a split VMDK's extents) and any
+    companion files.  On failure the temporary file (or directory) is removed and
+    ``dest`` (if it existed) is untouched.  ``keep_old(dest)`` runs just before the
+    rename; without it an existing set is replaced as a whole (no stale extent is left).
     """
+    if plugin.file_set:
+        return _write_set(plugin, source, dest, opts, tree=tree, keep_old=keep_old)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_path(dest)
     try:
@@ -235,13 +249,68 @@ def write_one(
             keep_old(dest)
         os.replace(partial, dest)
     except DibpyError as e:
-        # name the output the user asked for, not its temporary name
-        e.message = e.message.replace(str(partial), str(dest)).replace(partial.name, dest.name)
-        e.args = (e.message,)
+        _rename_in_message(e, partial, dest)
         raise
     finally:
         _unlink_quiet(partial)
     return [dest, *plugin.finish(dest, opts)]
+
+
+def _rename_in_message(e: DibpyError, partial: Path, dest: Path) -> None:
+    # name the output the user asked for, not its temporary name
+    e.message = e.message.replace(str(partial), str(dest)).replace(partial.name, dest.name)
+    e.args = (e.message,)
+
+
+def _write_set(
+    plugin: OutputPlugin,
+    source: Path,
+    dest: Path,
+    opts: OutputOptions,
+    *,
+    tree: bool,
+    keep_old: Callable[[Path], None] | None,
+) -> list[Path]:
+    """:func:`write_one` for a set of files: written as ``dest``'s name inside the
+    temporary directory ``.NAME.partial-PID``, checked there, then placed file by file."""
+    import shutil
+
+    from dibpy.outputs import fileset
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = partial_path(dest)
+    staged = tmpdir / dest.name
+    try:
+        LOG.info("writing %s output %s", plugin.name, dest)
+        tmpdir.mkdir()
+        if tree:
+            plugin.write_tree(source, staged, opts)
+        else:
+            plugin.write(source, staged, opts)
+        plugin.check(staged)
+        files = fileset.members(staged)
+        extra = {f.name for f in tmpdir.iterdir()} - {f.name for f in files}
+        if extra:
+            raise DibpyError(
+                f"{plugin.name} output {dest}: wrote files its descriptor does not name: "
+                + ", ".join(sorted(extra))
+            )
+        if keep_old is not None:
+            keep_old(dest)
+        old = fileset.members(dest)
+        placed = fileset.place(files, dest.parent)
+        # a replaced set with more extents than the new one leaves none behind
+        for stale in old:
+            if stale not in placed:
+                _unlink_quiet(stale)
+    except DibpyError as e:
+        _rename_in_message(e, staged, dest)
+        e.message = e.message.replace(str(tmpdir), str(dest.parent))
+        e.args = (e.message,)
+        raise
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return [*placed, *plugin.finish(dest, opts)]
 
 
 def _kill_our_children() -> None:

@@ -107,11 +107,24 @@ _VMDK_COMMON = (
     Key("compat6", _ONOFF, help="VMDK version 6"),
     Key("zeroed_grain", _ONOFF, help="zeroed-grain GTE"),
 )
+#: VMware's split VMDKs: a descriptor plus 2 GiB extents NAME-s001.vmdk (sparse) or
+#: NAME-f001.vmdk (flat)
+SPLIT_VMDK = ("twoGbMaxExtentSparse", "twoGbMaxExtentFlat")
 VMDK_KEYS = (
     Key(
         "subformat",
-        ("monolithicSparse", "streamOptimized"),
-        help="monolithicSparse (default) or streamOptimized (for upload and OVA)",
+        ("monolithicSparse", "streamOptimized", *SPLIT_VMDK),
+        help="monolithicSparse (default), streamOptimized (for upload and OVA), "
+        "twoGbMaxExtentSparse or twoGbMaxExtentFlat (split into 2 GiB extents)",
+    ),
+    *_VMDK_COMMON,
+)
+#: a VMware Workstation VM's disk: one it can run from (streamOptimized is for import)
+VMWARE_KEYS = (
+    Key(
+        "subformat",
+        ("monolithicSparse", *SPLIT_VMDK),
+        help="monolithicSparse (default), twoGbMaxExtentSparse or twoGbMaxExtentFlat",
     ),
     *_VMDK_COMMON,
 )
@@ -124,6 +137,7 @@ FORMATS: dict[str, tuple[str, tuple[Key, ...], dict[str, str]]] = {
     "vmdk": ("vmdk", VMDK_KEYS, {"subformat": "monolithicSparse"}),
     # an OVA's disk is always streamOptimized: the subformat is not the user's to choose
     "ova": ("vmdk", _VMDK_COMMON, {"subformat": "streamOptimized"}),
+    "vmware": ("vmdk", VMWARE_KEYS, {"subformat": "monolithicSparse", "adapter_type": "lsilogic"}),
 }
 
 

@@ -265,12 +265,61 @@ class Vhdx(QemuOutput):
 
 
 class Vmdk(QemuOutput):
+    """A VMDK; a split one (``twoGbMaxExtentSparse``/``Flat``) is a set of files: the
+    descriptor ``NAME.vmdk`` and its extents, written and placed as one
+    (:mod:`dibpy.outputs.fileset`) and compared with the source after writing."""
+
     name = "vmdk"
     extension = "vmdk"
     qemu_format = "vmdk"
+    file_set = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.source: Path | None = None
+
+    def write(self, raw: Path, dest: Path, opts: OutputOptions) -> None:
+        self.source = raw
+        super().write(raw, dest, opts)
 
     def expected(self) -> dict[str, Any]:
         return {"create-type": self.create_opts.get("subformat", "monolithicSparse")}
+
+    def check(self, dest: Path) -> None:
+        super().check(dest)
+        check_vmdk_set(dest, self.source if self.split() else None, what=self.name)
+
+    def split(self) -> bool:
+        return self.create_opts.get("subformat") in qopts.SPLIT_VMDK
+
+
+def check_vmdk_set(dest: Path, source: Path | None, *, what: str = "vmdk") -> None:
+    """Every extent the descriptor names exists and is not empty; with ``source``, qemu-img
+    reads the whole disk back and finds it equal to the raw ``source``."""
+    from dibpy.outputs import fileset
+
+    info = qemu_img_info(dest, "vmdk")
+    extents = (info.get("format-specific") or {}).get("data", {}).get("extents") or []
+    named = fileset.vmdk_extents(dest)
+    for e in named:
+        if not e.is_file() or e.stat().st_size == 0:
+            raise DibpyError(f"{what} output {dest}: its extent {e.name} is missing or empty")
+    if named and len(extents) != len(named):
+        raise DibpyError(
+            f"{what} output {dest}: qemu-img reads {len(extents)} extents, "
+            f"the descriptor names {len(named)}"
+        )
+    if source is not None:
+        r = run.run(
+            ["qemu-img", "compare", "-q", "-f", "raw", "-F", "vmdk", str(source), str(dest)],
+            check=False,
+        )
+        if r.returncode != 0:
+            raise DibpyError(
+                f"{what} output {dest} does not read back as the image it was made from "
+                f"(qemu-img compare status {r.returncode})",
+                hint="the disk is damaged or the host's qemu-img is broken; rebuild it",
+            )
 
 
 def have_qemu_img() -> bool:

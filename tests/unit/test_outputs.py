@@ -103,7 +103,7 @@ def test_qcow2_options_pass_through() -> None:
         (["qcow2"], "cluster_size=big", {}, "not a size"),
         (["qcow2"], "compt=1.1", {}, "did you mean 'compat'"),
         (["vhd"], "subformat=sparse", {}, "subformat=sparse"),
-        (["vmdk"], "subformat=twoGbMaxExtentSparse", {}, "monolithicSparse, streamOptimized"),
+        (["vmdk"], "subformat=monolithicFlat", {}, "monolithicSparse, streamOptimized"),
         (["raw", "tar"], "compat=0.10", {}, "no requested output"),
         (["qcow2"], "vpc:subformat=fixed", {}, "'vpc' is not a qemu-img output"),
         (["qcow2"], "qcow2:subformat=fixed", {}, "'subformat' is not an option of qcow2"),
