@@ -42,7 +42,7 @@ from dibpy.blockdev import (
     load_config,
 )
 from dibpy.cli.element_info import GET_IMAGE_ELEMENT_ARRAY_BODY
-from dibpy.config import CHECKSUMS, BuildConfig
+from dibpy.config import CHECKSUMS, BuildConfig, parse_gib_size
 from dibpy.elements import find_library, package_installs, resolve
 from dibpy.elements.model import Element
 from dibpy.elements.resolve import Resolution, default_elements
@@ -200,6 +200,10 @@ def plan(cfg: BuildConfig) -> Plan:
             family = image_os_family(resolution.elements, cfg.packages)
         except ConfigError as e:
             note(e)
+    try:
+        cache_max_size(cfg)
+    except ConfigError as e:
+        note(e)
     if problems or resolution is None:
         raise MultiError(problems, hint="; ".join(dict.fromkeys(hints)) or None)
     return Plan(
@@ -263,6 +267,19 @@ _IMAGE_OPTIONS = (
     ("--checksum", "checksum"),
     ("-u", "uncompressed"),
 )
+
+
+def cache_max_size(cfg: BuildConfig) -> int | None:
+    """DIB_CACHE_MAX_SIZE in bytes (a number of GiB, or with a unit), or None."""
+    raw = cfg.environ.get("DIB_CACHE_MAX_SIZE", "")
+    if not raw:
+        return None
+    try:
+        return parse_gib_size(raw)
+    except ValueError as e:
+        raise ConfigError(
+            f"DIB_CACHE_MAX_SIZE: {e}", hint="e.g. DIB_CACHE_MAX_SIZE=20G (a plain number is GiB)"
+        ) from None
 
 
 def inapplicable_options(cfg: BuildConfig, no_final: bool) -> list[str]:
@@ -634,7 +651,9 @@ class Build:
                 "release": cfg.release or "",
                 "mirror": cfg.mirror or "",
             }
-            cache = treecache.TreeCache(cfg.image_cache, cfg.tree_cache_max_age)
+            cache = treecache.TreeCache(
+                cfg.image_cache, cfg.tree_cache_max_age, max_size=cache_max_size(cfg)
+            )
             inputs = treecache.tree_inputs(
                 self.plan.resolution.elements,
                 settings,

@@ -307,9 +307,13 @@ class Hit:
 class TreeCache:
     """Saved trees under ``<image cache>/dibpy-trees``; see the module docstring."""
 
-    def __init__(self, cache_dir: Path, max_age: int = DEFAULT_MAX_AGE) -> None:
+    def __init__(
+        self, cache_dir: Path, max_age: int = DEFAULT_MAX_AGE, max_size: int | None = None
+    ) -> None:
         self.dir = cache_dir / "dibpy-trees"
         self.max_age = max_age
+        #: DIB_CACHE_MAX_SIZE: after each save, least recently used entries go above it
+        self.max_size = max_size
         self._saver: threading.Thread | None = None
         self._save_error: BaseException | None = None
         #: the inputs of the key being built, stored in the entry's metadata so that a
@@ -356,6 +360,9 @@ class TreeCache:
         return Hit(entry, created, age)
 
     def restore(self, hit: Hit, target: Path) -> None:
+        # the metadata's mtime is the entry's last use, for least-recently-used pruning
+        with contextlib.suppress(OSError):
+            os.utime(hit.path.with_suffix(".json"))
         run.run(
             [
                 "tar",
@@ -404,6 +411,9 @@ class TreeCache:
                 entry.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
                 os.replace(tmp, entry)
                 self._prune(str(describe.get("elements", "")))
+                if self.max_size is not None:
+                    for gone in prune_to_size(self.dir.parent, self.max_size, keep=key):
+                        LOG.info("tree cache: removed %s (DIB_CACHE_MAX_SIZE)", gone.key[:12])
             except BaseException as e:  # reported by wait()
                 self._save_error = e
                 with contextlib.suppress(FileNotFoundError):
@@ -445,3 +455,61 @@ def human_age(seconds: float) -> str:
 
 def have_tools() -> bool:
     return shutil.which("zstd") is not None and shutil.which("tar") is not None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One saved tree, as ``dibpy cache list`` shows it."""
+
+    key: str
+    path: Path
+    size: int
+    created: float
+    last_used: float
+    elements: str
+    arch: str
+
+
+def entries(cache_dir: Path) -> list[Entry]:
+    """Every complete entry of the tree cache under ``cache_dir``, most recently used first."""
+    found = []
+    tree_dir = cache_dir / "dibpy-trees"
+    for meta in tree_dir.glob("*.json") if tree_dir.is_dir() else ():
+        tar = meta.with_suffix(".zst")
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            data = json.loads(meta.read_text())
+            found.append(
+                Entry(
+                    key=meta.name.removesuffix(".tar.json"),
+                    path=tar,
+                    size=tar.stat().st_size,
+                    created=float(data.get("created", 0)),
+                    last_used=meta.stat().st_mtime,
+                    elements=str(data.get("elements", "")),
+                    arch=str(data.get("arch", "")),
+                )
+            )
+    return sorted(found, key=lambda e: e.last_used, reverse=True)
+
+
+def remove(entry: Entry) -> None:
+    for p in (entry.path, entry.path.with_suffix(".json")):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def prune_to_size(cache_dir: Path, max_size: int, keep: str = "") -> list[Entry]:
+    """Remove least recently used entries until the cache holds at most ``max_size``
+    bytes (the entry ``keep``, just written, stays); returns what was removed."""
+    all_entries = entries(cache_dir)
+    total = sum(e.size for e in all_entries)
+    removed = []
+    for e in reversed(all_entries):
+        if total <= max_size:
+            break
+        if e.key == keep:
+            continue
+        remove(e)
+        total -= e.size
+        removed.append(e)
+    return removed

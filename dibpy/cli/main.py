@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "boot-test": ("dibpy.cli.boot_test", "main", "boot an image in QEMU, wait for login"),
     "convert": ("dibpy.cli.convert", "main", "convert a disk image between formats"),
     "info": ("dibpy.cli.info", "main", "describe a disk image (partitions, filesystems, OS)"),
+    "cache": ("dibpy.cli.cache", "main", "list, show, prune or clear the tree cache"),
     "cleanup": ("dibpy.cli.cleanup", "main", "remove what builds killed outright left behind"),
 }
 

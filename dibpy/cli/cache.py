@@ -1,0 +1,97 @@
+"""``dibpy cache list|show|prune|clear``: the installed-tree cache, seen and bounded."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from dibpy import treecache
+from dibpy.cli import add_version, entry
+from dibpy.config import parse_gib_size
+from dibpy.errors import ConfigError
+
+MIB = 1024 * 1024
+
+
+def _row(e: treecache.Entry, now: float) -> str:
+    used = treecache.human_age(now - e.last_used)
+    return f"{e.key[:12]}  {e.size / MIB:8.0f} MiB  used {used:>7} ago  {e.arch:6} {e.elements}"
+
+
+def main_args(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="dibpy cache",
+        description="The installed-tree cache in DIB_IMAGE_CACHE/dibpy-trees: list its "
+        "entries (most recently used first), show one, prune it to a size or age, or clear it.",
+    )
+    add_version(p)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--image-cache",
+        default=os.environ.get("DIB_IMAGE_CACHE") or "~/.cache/image-create",
+        metavar="DIR",
+        help="the image cache (default: $DIB_IMAGE_CACHE, else ~/.cache/image-create)",
+    )
+    sub = p.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", parents=[common], help="every entry: key, size, last use, elements")
+    show = sub.add_parser(
+        "show", parents=[common], help="one entry's metadata (KEY or a unique prefix of it)"
+    )
+    show.add_argument("key")
+    prune = sub.add_parser("prune", parents=[common], help="remove least recently used entries")
+    prune.add_argument("--max-size", metavar="SIZE", help="keep at most SIZE (GiB, or 500M)")
+    prune.add_argument("--max-age", metavar="AGE", help="remove entries unused for AGE (2d, 6h)")
+    sub.add_parser("clear", parents=[common], help="remove every entry")
+    args = p.parse_args(argv)
+    cache_dir = Path(args.image_cache).expanduser()
+    found = treecache.entries(cache_dir)
+    now = time.time()
+    if args.action == "list":
+        for e in found:
+            print(_row(e, now))
+        total = sum(e.size for e in found)
+        print(f"{len(found)} entries, {total / MIB:.0f} MiB in {cache_dir / 'dibpy-trees'}")
+    elif args.action == "show":
+        matches = [e for e in found if e.key.startswith(args.key)]
+        if len(matches) != 1:
+            what = "no entry" if not matches else f"{len(matches)} entries"
+            raise ConfigError(
+                f"{what} with key {args.key!r} in {cache_dir / 'dibpy-trees'}",
+                hint="'dibpy cache list' shows the keys",
+            )
+        print(json.dumps(json.loads(matches[0].path.with_suffix(".json").read_text()), indent=1))
+    elif args.action == "prune":
+        if args.max_size is None and args.max_age is None:
+            raise ConfigError("prune: give --max-size, --max-age or both")
+        removed: list[treecache.Entry] = []
+        try:
+            if args.max_age is not None:
+                limit = treecache.parse_age(args.max_age)
+                for e in found:
+                    if now - e.last_used > limit:
+                        treecache.remove(e)
+                        removed.append(e)
+            if args.max_size is not None:
+                removed += treecache.prune_to_size(cache_dir, parse_gib_size(args.max_size))
+        except ValueError as err:
+            raise ConfigError(f"prune --max-size: {err}") from None
+        except ConfigError as err:
+            raise ConfigError(
+                f"prune --max-age {args.max_age!r}: not an age", hint=err.hint
+            ) from None
+        for gone in removed:
+            print(f"removed {_row(gone, now)}")
+        print(f"{len(removed)} entries removed")
+    else:
+        for gone in found:
+            treecache.remove(gone)
+        print(f"{len(found)} entries removed")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return entry(main_args, "dibpy cache", argv)
