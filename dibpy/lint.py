@@ -275,8 +275,9 @@ class SourceFile:
 
     @property
     def is_python(self) -> bool:
-        interp = self.interpreter or ""
-        return self.path.suffix == ".py" or "python" in interp or "dib-python" in self.first_line
+        # only the #! line says so (``#!/usr/local/bin/dib-python`` included): a comment
+        # on the first line that mentions dib-python is not an interpreter
+        return self.path.suffix == ".py" or "python" in (self.interpreter or "")
 
 
 @dataclass

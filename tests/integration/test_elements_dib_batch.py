@@ -72,13 +72,7 @@ def make_test_elements(root: Path) -> Path:
         '"$TARGET_ROOT/etc/apt/sources.list"\n',
         0o755,
     )
-    # dib-python needs a python3 before its pre-install.d/01 (after apt-get update)
-    write(
-        els / "probe/pre-install.d/01-apt-python3",
-        "#!/bin/bash\nset -eu -o pipefail\n"
-        "DEBIAN_FRONTEND=noninteractive apt-get -y -q install python3 >/dev/null\n",
-        0o755,
-    )
+    # no python3 in the bootstrap: dib-python's pre-install.d installs it
     write(
         els / "probe/install.d/70-probe",
         "#!/bin/bash\nset -eu -o pipefail\nmkdir -p /root/probe\ncd /root/probe\n"

@@ -141,7 +141,7 @@ BATCH = [
     "cloud-init", "cloud-init-nocloud", "cloud-init-growpart", "cloud-init-disable-resizefs",
     "local-config", "element-manifest", "posix", "cleanup-kernel-initrd", "dib-python",
     "pypi", "pip-cache", "autoupdates", "fail2ban", "disable-selinux", "nm-dhcp-ib-interfaces",
-    "dkms", "iscsi-boot",
+    "dkms", "iscsi-boot", "openstack-ci-mirrors", "block-device-efi-4k",
 ]  # fmt: skip
 
 
@@ -182,3 +182,109 @@ def test_same_deps_provides_variables_and_packages_as_diskimage_builder(name: st
 
 def words_of_dir(d: Path) -> set[str]:
     return {p.name for p in d.iterdir()} if d.is_dir() else set()
+
+
+# --- openstack-ci-mirrors: only with the gate's mirror_info.sh ---
+
+CI_ENV = "openstack-ci-mirrors/environment.d/11-openstack-ci-mirrors.bash"
+CI_VARS = ("DIB_DISTRIBUTION_MIRROR", "DIB_DEBOOTSTRAP_EXTRA_ARGS", "DIB_EPEL_MIRROR",
+           "DIB_DISTRIBUTION_MIRROR_UBUNTU_IGNORE", "DIB_YUM_MINIMAL_BOOTSTRAP_REPOS")  # fmt: skip
+
+
+def ci_env(info: Path, **env: str) -> dict[str, str]:
+    """The CI_VARS after sourcing the environment.d file under set -eu."""
+    script = f"set -eu; source {ELEMENTS / CI_ENV}; " + "; ".join(
+        f'echo "{v}=${{{v}-<unset>}}"' for v in CI_VARS
+    )
+    r = subprocess.run(["bash", "-c", script], env={**BASE_ENV, "DIB_OS_CI_MIRROR_INFO": str(info),
+                       **env}, capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    return dict(ln.split("=", 1) for ln in r.stdout.splitlines())
+
+
+def mirror_info(tmp_path: Path) -> Path:
+    info = tmp_path / "mirror_info.sh"
+    info.write_text(
+        "export NODEPOOL_DEBIAN_MIRROR=http://gate.invalid/debian\n"
+        "export NODEPOOL_UBUNTU_MIRROR=http://gate.invalid/ubuntu\n"
+        "export NODEPOOL_UBUNTU_PORTS_MIRROR=http://gate.invalid/ubuntu-ports\n"
+        "export NODEPOOL_CENTOS_MIRROR=http://gate.invalid/centos\n"
+        "export NODEPOOL_EPEL_MIRROR=http://gate.invalid/epel\n"
+    )
+    return info
+
+
+def test_openstack_ci_mirrors_changes_nothing_outside_the_gate(tmp_path: Path) -> None:
+    got = ci_env(tmp_path / "absent.sh", DISTRO_NAME="debian", DIB_DISTRIBUTION_MIRROR="http://m")
+    assert got == {v: "<unset>" for v in CI_VARS} | {"DIB_DISTRIBUTION_MIRROR": "http://m"}
+    root = tmp_path / "root"
+    (root / "etc/apt/apt.conf.d").mkdir(parents=True)
+    r = hook("openstack-ci-mirrors/root.d/10-openstack-ci-apt-unsigned", TARGET_ROOT=str(root),
+             DIB_OS_CI_MIRROR_INFO=str(tmp_path / "absent.sh"))  # fmt: skip
+    assert r.returncode == 0 and not any((root / "etc/apt/apt.conf.d").iterdir())
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    r = hook("openstack-ci-mirrors/extra-data.d/75-openstack-ci-mirror-info",
+             TMP_HOOKS_PATH=str(hooks),
+             DIB_OS_CI_MIRROR_INFO=str(tmp_path / "absent.sh"))  # fmt: skip
+    assert r.returncode == 0 and not any(hooks.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("env", "mirror", "gpg", "epel"),
+    [
+        ({"DISTRO_NAME": "debian", "ARCH": "amd64"}, "http://gate.invalid/debian", True, False),
+        ({"DISTRO_NAME": "ubuntu", "ARCH": "amd64"}, "http://gate.invalid/ubuntu", True, False),
+        ({"DISTRO_NAME": "ubuntu", "ARCH": "arm64"}, "http://gate.invalid/ubuntu-ports", True,
+         False),
+        ({"DISTRO_NAME": "centos", "DIB_RELEASE": "9-stream"}, "http://gate.invalid/centos",
+         False, True),
+        # a release the gate does not mirror keeps the mirror already chosen
+        ({"DISTRO_NAME": "centos", "DIB_RELEASE": "8-stream"}, "http://m", False, False),
+    ],
+)  # fmt: skip
+def test_openstack_ci_mirrors_in_the_gate(
+    tmp_path: Path, env: dict[str, str], mirror: str, gpg: bool, epel: bool
+) -> None:
+    got = ci_env(mirror_info(tmp_path), DIB_DISTRIBUTION_MIRROR="http://m",
+                 DIB_DEBOOTSTRAP_EXTRA_ARGS="--variant=minbase", **env)  # fmt: skip
+    assert got["DIB_DISTRIBUTION_MIRROR"] == mirror
+    want_args = "--variant=minbase --no-check-gpg" if gpg else "--variant=minbase"
+    assert got["DIB_DEBOOTSTRAP_EXTRA_ARGS"] == want_args
+    assert got["DIB_EPEL_MIRROR"] == ("http://gate.invalid/epel" if epel else "<unset>")
+    assert got["DIB_DISTRIBUTION_MIRROR_UBUNTU_IGNORE"] == "(universe|multiverse)"
+
+
+def test_openstack_ci_mirrors_gate_files(tmp_path: Path) -> None:
+    info = mirror_info(tmp_path)
+    repos = tmp_path / "repos"
+    repos.mkdir()
+    got = ci_env(info, DISTRO_NAME="centos", DIB_RELEASE="9-stream", DIB_OS_CI_YUM_REPOS=str(repos))
+    assert got["DIB_YUM_MINIMAL_BOOTSTRAP_REPOS"] == f"{repos}/centos-minimal/9-stream/yum.repos.d"
+    # sourced twice (every hook sources environment.d), --no-check-gpg is given once
+    twice = subprocess.run(
+        ["bash", "-c", f"set -eu; source {ELEMENTS / CI_ENV}; source {ELEMENTS / CI_ENV}; "
+         'echo "$DIB_DEBOOTSTRAP_EXTRA_ARGS"'],
+        env={**BASE_ENV, "DIB_OS_CI_MIRROR_INFO": str(info), "DISTRO_NAME": "debian"},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert twice.stdout == "--no-check-gpg\n", twice.stderr
+    root = tmp_path / "root"
+    (root / "etc/apt/apt.conf.d").mkdir(parents=True)
+    r = hook("openstack-ci-mirrors/root.d/10-openstack-ci-apt-unsigned", TARGET_ROOT=str(root),
+             DIB_OS_CI_MIRROR_INFO=str(info))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    conf = root / "etc/apt/apt.conf.d/99unauthenticated"
+    assert conf.read_text() == (
+        'APT::Get::AllowUnauthenticated "true";\nAcquire::AllowInsecureRepositories "true";\n'
+    )
+    assert conf.stat().st_mode & 0o777 == 0o644
+    # apt itself reads the file
+    r2 = subprocess.run(["apt-config", "-c", str(conf), "dump", "APT::Get::AllowUnauthenticated"],
+                        capture_output=True, text=True)  # fmt: skip
+    assert 'APT::Get::AllowUnauthenticated "true";' in r2.stdout, r2.stderr
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    r = hook("openstack-ci-mirrors/extra-data.d/75-openstack-ci-mirror-info",
+             TMP_HOOKS_PATH=str(hooks), DIB_OS_CI_MIRROR_INFO=str(info))  # fmt: skip
+    assert r.returncode == 0 and (hooks / "mirror_info.sh").read_text() == info.read_text()

@@ -509,3 +509,17 @@ def test_cli_defaults_to_the_builtin_library(tmp_path: Path) -> None:
     count = sum(1 for p in builtin_elements_dir().iterdir() if p.is_dir())
     r = dib_lint("--no-shellcheck", cwd=tmp_path)  # no elements/ here
     assert f"dib-lint: {count} elements" in r.stderr, r.stderr
+
+
+def test_python_is_found_by_the_shebang_only(tmp_path: Path) -> None:
+    # a shell fragment that mentions dib-python on its first line is not Python
+    element(
+        tmp_path,
+        "e",
+        {
+            "environment.d/10-e.bash": "# set up after dib-python\nE_DIR=${E_DIR:-/opt/e}\n",
+            "install.d/10-py": ("#!/usr/local/bin/dib-python\nif True\n", 0o755),
+            "install.d/20-py": ("#!/usr/bin/env dib-python\nprint('ok')\n", 0o755),
+        },
+    )
+    assert rules(tmp_path) == {("e/install.d/10-py", "python-syntax")}

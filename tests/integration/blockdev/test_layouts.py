@@ -3,6 +3,8 @@ then looked at from outside: sfdisk, blkid -p, fsck -n, mtools, ntfs-3g tools.""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -34,8 +36,10 @@ def full_cycle(cli: Cli, files: dict[str, str]) -> None:
     assert cli.image.exists()
 
 
-def check_ext4_root(image: Path, part: dict[str, object], label: str, fstype: str = "ext4") -> None:
-    with partition_device(image, part) as dev:
+def check_ext4_root(
+    image: Path, part: dict[str, object], label: str, fstype: str = "ext4", sector: int = 512
+) -> None:
+    with partition_device(image, part, sector) as dev:
         info = blkid(dev)
         assert info["TYPE"] == fstype and info["LABEL"] == label
         sh(f"fsck.{fstype}", "-n", "-f", dev)
@@ -100,6 +104,33 @@ def test_efi(tmp_path: Path, no_leaks: None) -> None:
         "LABEL=cloudimg-rootfs / ext4 defaults 0 1",
         "LABEL=MKFS_ESP /boot/efi vfat defaults 0 2",
     ]
+
+
+def test_efi_4k_sectors(tmp_path: Path, no_leaks: None) -> None:
+    yml = ELEMENTS / "block-device-efi-4k" / "block-device-default.yaml"
+    cli = Cli(tmp_path, yml, "1GiB")
+    full_cycle(cli, {"etc/hello": "hello root\n", "boot/efi/EFI/BOOT/grub.cfg": "menu\n"})
+    # the GPT is in 4 KiB sectors: read as 512-byte sectors there is none
+    as_512 = subprocess.run(["sfdisk", "--json", str(cli.image)], capture_output=True, text=True)
+    assert '"label":"gpt"' not in as_512.stdout.replace(" ", "")
+    loop = sh("losetup", "--show", "-f", "-r", "--sector-size", "4096", str(cli.image)).strip()
+    try:
+        out = sh("sfdisk", "--json", loop)
+    finally:
+        sh("losetup", "-d", loop)
+    esp, bsp, root = json.loads(out)["partitiontable"]["partitions"]
+    assert (esp["type"], esp["size"]) == (ESP_GUID, 500 * 256)
+    assert (bsp["type"], bsp["size"]) == (BIOS_GUID, 8 * 256)
+    assert root["type"] == ROOT_GUID
+    check_ext4_root(cli.image, root, "cloudimg-rootfs", sector=4096)
+    with partition_device(cli.image, esp, sector=4096) as dev:
+        sh("fsck.vfat", "-n", dev)
+        # FAT's own logical sector size is the disk's
+        assert sh("env", "MTOOLS_SKIP_CHECK=1", "mtype", "-i", dev, "::/EFI/BOOT/grub.cfg") == (
+            "menu\n"
+        )
+        with open(dev, "rb") as f:
+            assert int.from_bytes(f.read(13)[11:13], "little") == 4096
 
 
 def test_efi_without_partx(tmp_path: Path, no_leaks: None) -> None:

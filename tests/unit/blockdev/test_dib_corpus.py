@@ -116,6 +116,10 @@ def _cases() -> list[tuple[str, Any]]:
     out.append(("deep_graph.yaml:table-named-like-its-partition", same))
     for path in sorted(dib_elements().glob("block-device-*/block-device-*.yaml")):
         out.append((f"elements/{path.parent.name}/{path.name}", yaml.safe_load(path.read_text())))
+    # dibpy's own element layouts, read by DIB's parser too
+    ours = Path(__file__).resolve().parents[3] / "elements"
+    for path in sorted(ours.glob("block-device-*/block-device-*.yaml")):
+        out.append((f"ours/{path.parent.name}/{path.name}", yaml.safe_load(path.read_text())))
     return out
 
 
@@ -190,6 +194,8 @@ def dibpy_params(tmp_path: Path) -> BlockDeviceParams:
 def test_dib_corpus(case: str, tmp_path: Path) -> None:
     config = dict(_cases())[case]
     want = oracle()[case]
+    # dibpy's shipped layouts must be good ones, not just rejected alike
+    assert want["ok"] or not case.startswith("ours/"), want.get("error")
     if not want["ok"]:
         with pytest.raises(BlockDeviceConfigError) as info:
             load_config(copy.deepcopy(config), dibpy_params(tmp_path), host_checks=False)
