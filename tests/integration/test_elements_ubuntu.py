@@ -39,7 +39,7 @@ cp -a "$FAKE_ROOT_TEMPLATE/." "$root/"
 echo "deb $mirror $release main" > "$root/etc/apt/sources.list"
 """
 STUB_APT = """#!/bin/bash
-echo "apt-get $*" >> /var/log/apt-calls
+echo "apt-get $*" >> /var/lib/apt-calls
 """
 
 
@@ -78,7 +78,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write(root / "usr/bin/apt-get", STUB_APT, 0o755)
     write(
         root / "usr/bin/dpkg-divert",
-        '#!/bin/bash\necho "dpkg-divert $*" >> /var/log/apt-calls\n',
+        '#!/bin/bash\necho "dpkg-divert $*" >> /var/lib/apt-calls\n',
         0o755,
     )
     return root
@@ -160,7 +160,7 @@ def test_ubuntu_minimal_defaults(tmp_path: Path, template: Path) -> None:
     ]
     env = env_of(snap)
     assert env["DISTRO_NAME"] == "ubuntu" and env["DIB_RELEASE"] == "jammy"
-    apt = (snap / "var/log/apt-calls").read_text()
+    apt = (snap / "var/lib/apt-calls").read_text()
     install = next(line for line in apt.splitlines() if " install " in line)
     for pkg in ("linux-image-generic", "systemd-sysv", "initramfs-tools", "sudo"):
         assert pkg in install.split()
@@ -183,7 +183,7 @@ def test_ubuntu_release_and_mirror(tmp_path: Path, template: Path) -> None:
     sources = (snap / "etc/apt/sources.list").read_text().splitlines()
     assert f"deb {mirror} noble main universe" in sources
     assert "deb http://security.example.invalid/ubuntu noble-security main universe" in sources
-    install = (snap / "var/log/apt-calls").read_text()
+    install = (snap / "var/lib/apt-calls").read_text()
     assert "cloud-init" in install and "openssh-server" in install
 
 
