@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.conftest import loops_under, mounts_under
+from tests.e2e.boot_helpers import boot_together
 from tests.e2e.conftest import DEV_PASSWORD, DEV_USER, Built, run_build
 from tests.integration.blockdev.helpers import partition_device, table
 
@@ -52,29 +53,28 @@ def test_image_boots_to_login_and_devuser_can_log_in(devuser_image: Built) -> No
 
 
 def test_every_bootable_format_boots(devuser_image: Built) -> None:
-    """raw, vhd, vhdx and vmdk each boot to a login prompt; two at a time (TCG runs a
-    guest on one core, and these hosts have two), each failure named by its format."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    """raw, vhd, vhdx and vmdk each boot to a login prompt; two at a time (see
+    boot_together), each failure named by its format."""
     from dibpy.boottest import BootTest
 
-    def boot(ext: str, fmt: str) -> str:
-        image = devuser_image.image.with_suffix("." + ext)
-        try:
-            res = BootTest(
-                image=image,
+    formats = {"raw": "raw", "vhd": "vpc", "vhdx": "vhdx", "vmdk": "vmdk"}
+    results = boot_together(
+        {
+            ext: BootTest(
+                image=devuser_image.image.with_suffix("." + ext),
                 fmt=fmt,
                 timeout=600,
-                console_log=image.with_suffix(f".{ext}.console.log"),
-            ).run()
-        except Exception as e:  # noqa: BLE001 - reported per format below
-            return f"{ext}: {e}"
-        print(f"{ext}: login prompt after {res.seconds_to_prompt:.1f} s ({res.accel})")
-        return ""
-
-    formats = [("raw", "raw"), ("vhd", "vpc"), ("vhdx", "vhdx"), ("vmdk", "vmdk")]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        failures = [f for f in pool.map(lambda ef: boot(*ef), formats) if f]
+                console_log=devuser_image.image.with_suffix(f".{ext}.console.log"),
+            )
+            for ext, fmt in formats.items()
+        }
+    )
+    failures = []
+    for ext, res in results.items():
+        if isinstance(res, Exception):
+            failures.append(f"{ext}: {res}")
+        else:
+            print(f"{ext}: login prompt after {res.seconds_to_prompt:.1f} s ({res.accel})")
     assert not failures, "\n".join(failures)
 
 
