@@ -3,7 +3,6 @@ the next build, by itself) removes what it left, and never touches a live build.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from dibpy.mounts import processes_using
-from tests.conftest import REPO, chroot_works, loops_under, mounts_under
+from tests.conftest import chroot_works, loops_under, mounts_under
+from tests.integration.test_fault_matrix import _setup
 
-FIXTURES = REPO / "tests" / "fixtures" / "pipeline-elements"
 BIN = Path(sys.executable).parent
 DIC = [str(BIN / "disk-image-create")]
 DIBPY = [str(BIN / "dibpy")]
@@ -31,23 +30,7 @@ def _need_tools() -> None:
 
 
 def _env(tmp_path: Path, hooks: dict[str, str]) -> dict[str, str]:
-    el = tmp_path / "elements" / "stuck"
-    for rel, body in hooks.items():
-        (el / rel).parent.mkdir(parents=True, exist_ok=True)
-        (el / rel).write_text("#!/bin/bash\n" + body)
-        (el / rel).chmod(0o755)
-    el.mkdir(parents=True, exist_ok=True)
-    (el / "README.rst").write_text("stuck: waits in a hook\n")
-    (tmp_path / "tmp").mkdir(exist_ok=True)
-    (tmp_path / "out").mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
-    env.update(
-        ELEMENTS_PATH=f"{tmp_path / 'elements'}:{FIXTURES}",
-        TMP_DIR=str(tmp_path / "tmp"),
-        DIB_IMAGE_CACHE=str(tmp_path / "cache"),
-        DIB_NO_CACHE="1",
-    )
-    return env
+    return _setup(tmp_path, hooks, name="stuck", about="waits in a hook")
 
 
 def _start_until_ready(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:

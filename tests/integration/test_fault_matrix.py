@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from dibpy.elements.model import PHASES
 from dibpy.mounts import processes_using
 from tests.conftest import REPO, chroot_works, loops_under, mounts_under
 
@@ -25,18 +26,6 @@ DIC = [str(Path(sys.executable).parent / "disk-image-create")]
 if not Path(DIC[0]).exists():
     DIC = [sys.executable, str(REPO / "bin" / "disk-image-create")]
 
-PHASES = (
-    "root.d",
-    "extra-data.d",
-    "pre-install.d",
-    "install.d",
-    "post-install.d",
-    "post-root.d",
-    "block-device.d",
-    "pre-finalise.d",
-    "finalise.d",
-    "cleanup.d",
-)
 
 #: fault -> (hook body, what the one error line must say; {hook} is phase/NN-name)
 FAULTS = {
@@ -70,21 +59,7 @@ def test_a_fault_in_a_phase_leaves_nothing(
     phase: str, fault: str, tmp_path: Path, no_leaks: None
 ) -> None:
     body, expect = FAULTS[fault]
-    el = tmp_path / "elements" / "faulty"
-    (el / phase).mkdir(parents=True)
-    (el / "README.rst").write_text("faulty: a hook that goes wrong\n")
-    hook = el / phase / "50-fault"
-    hook.write_text("#!/bin/bash\n" + body)
-    hook.chmod(0o755)
-    (tmp_path / "tmp").mkdir()
-    (tmp_path / "out").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
-    env.update(
-        ELEMENTS_PATH=f"{tmp_path / 'elements'}:{FIXTURES}",
-        TMP_DIR=str(tmp_path / "tmp"),
-        DIB_IMAGE_CACHE=str(tmp_path / "cache"),
-        DIB_NO_CACHE="1",
-    )
+    env = _setup(tmp_path, {f"{phase}/50-fault": body})
     r = subprocess.run(
         [*DIC, "-n", "-t", "raw,qcow2", "-o", str(tmp_path / "out" / "img"), "tiny-os", "faulty"],
         env=env,
@@ -106,10 +81,16 @@ def test_a_fault_in_a_phase_leaves_nothing(
     assert processes_using(tmp_path) == []
 
 
-def _setup(tmp_path: Path, hooks: dict[str, str]) -> dict[str, str]:
-    el = tmp_path / "elements" / "faulty"
+def _setup(
+    tmp_path: Path,
+    hooks: dict[str, str],
+    name: str = "faulty",
+    about: str = "a hook that goes wrong",
+) -> dict[str, str]:
+    """An element NAME of HOOKS beside the fixture OS; the environment to build with."""
+    el = tmp_path / "elements" / name
     el.mkdir(parents=True, exist_ok=True)
-    (el / "README.rst").write_text("faulty: a hook that goes wrong\n")
+    (el / "README.rst").write_text(f"{name}: {about}\n")
     for rel, body in hooks.items():
         (el / rel).parent.mkdir(parents=True, exist_ok=True)
         (el / rel).write_text("#!/bin/bash\n" + body)
