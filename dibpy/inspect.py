@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dibpy import imageformat, run
+from dibpy import imageformat, loopdev, mounts, run
 from dibpy.errors import DibpyError
 
 ESP_GPT = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
@@ -206,15 +206,12 @@ def mounted_ro(raw: Path, offset: int, size: int, fstype: str) -> Iterator[Path]
     """Mount the filesystem at ``offset`` read-only; the loop device and mount are ours
     for the block only (unmounted and detached on exit, even on error)."""
     with contextlib.ExitStack() as stack:
-        dev = run.output(
-            ["losetup", "-r", "-f", "--show", "-o", str(offset), "--sizelimit", str(size), str(raw)]
-        )
-        stack.callback(run.run, ["losetup", "-d", dev], check=False)
+        dev = loopdev.attach_loop(raw, offset=offset, sizelimit=size, read_only=True)
+        mounts.push_cleanup(stack, loopdev.detach_loop, dev, str(raw), what=f"detaching {dev}")
         mnt = Path(tempfile.mkdtemp(prefix="dibpy-info-mnt-"))
         stack.callback(shutil.rmtree, mnt, ignore_errors=True)
         opts = "ro,norecovery" if fstype == "xfs" else "ro"
-        run.run(["mount", "-t", fstype, "-o", opts, dev, str(mnt)])
-        stack.callback(run.run, ["umount", str(mnt)], check=False)
+        mounts.mount(["-t", fstype, "-o", opts, dev], mnt, stack, f"the {fstype} filesystem")
         yield mnt
 
 

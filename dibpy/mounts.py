@@ -1,9 +1,14 @@
-"""Mounting and unmounting, as resources with an owner.
+"""Mounting and unmounting, as resources with an owner; the one reader of the mount table.
 
-Every mount made here is pushed onto the caller's ExitStack at once.  Unmounting kills
-processes still running with their root (or cwd) inside the tree first, then retries with
-a growing delay; a mount that will not go is a logged error, never a silent lazy unmount
-that leaves a build's filesystem alive behind the user's back.
+Every mount made with :func:`mount` is pushed onto the caller's ExitStack at once; the
+block-device layer, which journals its mounts instead, makes them with :func:`mount_only`.
+Unmounting (:func:`umount`) unmounts what is mounted below the target first, then retries
+with a growing delay, killing processes still running with their root (or cwd) inside the
+tree unless told not to; a mount that will not go is an error, never a silent lazy
+unmount that leaves a build's filesystem alive behind the user's back.
+
+The mount table is read from ``/proc/self/mountinfo`` (:func:`parse_mountinfo`), whose
+mount points escape space, tab, newline and backslash as octal (``\\040``).
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,29 +30,108 @@ from dibpy.errors import CommandError, DibpyError
 
 LOG = logging.getLogger("dibpy")
 
+MOUNTINFO = "/proc/self/mountinfo"
 
-def is_mounted(path: Path) -> bool:
+#: how long the block-device layer waits for the kernel to let go of a device, in seconds
+SETTLE_TIMEOUT = float(os.environ.get("DIBPY_BLOCKDEV_SETTLE_TIMEOUT", "30"))
+
+
+def backoff(
+    timeout: float | None = SETTLE_TIMEOUT, tries: int | None = None, first: float = 0.05
+) -> Iterator[int]:
+    """Yield attempt numbers 0, 1, ..., sleeping ``first``, twice that, ... (capped at 2s)
+    in between, until ``timeout`` seconds have passed or ``tries`` attempts were made
+    (whichever comes first; at least one attempt)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = first
+    attempt = 0
+    while True:
+        yield attempt
+        attempt += 1
+        if tries is not None and attempt >= tries:
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+# -- the mount table ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of ``/proc/self/mountinfo`` (the fields dibpy uses), unescaped."""
+
+    mount_id: int
+    parent_id: int
+    mount_point: str
+    fstype: str
+    source: str
+
+
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+def unescape(field: str) -> str:
+    """Undo the kernel's octal escapes in a mount table field (``\\040`` is a space)."""
+    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> list[MountEntry]:
+    """The entries of a ``mountinfo`` text, in the kernel's order (a mount after the one
+    it is mounted on).  Lines that do not parse are skipped."""
+    entries = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        try:
+            sep = fields.index("-", 6)
+            entries.append(
+                MountEntry(
+                    mount_id=int(fields[0]),
+                    parent_id=int(fields[1]),
+                    mount_point=unescape(fields[4]),
+                    fstype=unescape(fields[sep + 1]),
+                    source=unescape(fields[sep + 2]) if len(fields) > sep + 2 else "",
+                )
+            )
+        except (ValueError, IndexError):
+            continue
+    return entries
+
+
+def mount_table() -> list[MountEntry]:
+    with open(MOUNTINFO) as f:
+        return parse_mountinfo(f.read())
+
+
+def is_mounted(path: str | Path) -> bool:
     p = os.path.realpath(path)
-    with open("/proc/self/mounts") as f:
-        return any(_unescape(line.split()[1]) == p for line in f)
+    return any(e.mount_point == p for e in mount_table())
 
 
-def mounts_under(path: Path) -> list[str]:
-    """Mount points at or below ``path``, deepest first."""
-    p = os.path.realpath(path)
-    out = []
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            mp = _unescape(line.split()[1])
-            if mp == p or mp.startswith(p.rstrip("/") + "/"):
-                out.append(mp)
-    return sorted(out, key=lambda m: (m.count("/"), m), reverse=True)
+def under(entries: Iterable[MountEntry], path: str | Path) -> list[str]:
+    """Mount points of ``entries`` at or below ``path`` (taken as it is), deepest first;
+    of mounts at the same depth, the later mounted first, so a mount stacked on another
+    at the same point comes before it: the order to unmount them in."""
+    p = str(path)
+    prefix = p.rstrip("/") + "/"
+    found = [
+        e.mount_point for e in entries if e.mount_point == p or e.mount_point.startswith(prefix)
+    ]
+    found.reverse()
+    return sorted(found, key=lambda m: -m.rstrip("/").count("/"))
 
 
-def _unescape(s: str) -> str:
-    return (
-        s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-    )
+def mounts_under(path: str | Path) -> list[str]:
+    """Mount points at or below ``path`` now, deepest first (see :func:`under`)."""
+    return under(mount_table(), os.path.realpath(path))
+
+
+def has_mounts_below(path: str | Path) -> bool:
+    """Whether anything is mounted strictly below ``path`` (``path`` itself not counted)."""
+    real = os.path.realpath(path)
+    return any(mp != real for mp in mounts_under(real))
 
 
 def processes_using(root: Path) -> list[int]:
@@ -110,10 +196,17 @@ def push_cleanup(
     stack.push(_exit)
 
 
-def mount(args: Sequence[str], target: Path, stack: contextlib.ExitStack, what: str = "") -> Path:
-    """``mount ARGS TARGET`` and push its unmount onto ``stack`` (see push_cleanup)."""
+def mount_only(args: Sequence[str], target: Path) -> Path:
+    """``mount ARGS TARGET`` (making TARGET): for a caller that records the mount itself
+    (the block-device journal); everyone else uses :func:`mount`."""
     target.mkdir(parents=True, exist_ok=True)
     run.run(["mount", *args, str(target)])
+    return target
+
+
+def mount(args: Sequence[str], target: Path, stack: contextlib.ExitStack, what: str = "") -> Path:
+    """``mount ARGS TARGET`` and push its unmount onto ``stack`` (see push_cleanup)."""
+    mount_only(args, target)
     push_cleanup(stack, umount, target, what or str(target), what=f"unmounting {what or target}")
     return target
 
@@ -140,33 +233,52 @@ def unmount_left_behind(root: Path, what: str, keep: Iterable[str] = ()) -> list
     return done
 
 
-def umount(target: Path, what: str = "", tries: int = 8) -> None:
-    """Unmount ``target`` (no-op if not mounted), killing processes that keep it busy;
-    mounts below it (a hook's) go first, since they would keep it busy."""
+def umount(
+    target: str | Path,
+    what: str = "",
+    tries: int | None = 8,
+    *,
+    timeout: float | None = None,
+    trim: bool = False,
+    kill_busy: bool = True,
+) -> None:
+    """Unmount ``target`` (no-op if not mounted); mounts below it (a hook's) go first,
+    since they would keep it busy.
+
+    Retries with a growing delay for ``tries`` attempts or ``timeout`` seconds; with
+    ``kill_busy`` the processes that keep it busy are killed first (the build's chroot
+    leftovers).  ``trim`` syncs and fstrims first, so a sparse image stays small (the
+    block-device layer's mounts of the image's filesystems).
+    """
+    target = Path(target)
     if not is_mounted(target):
         return
     real = os.path.realpath(target)
     for child in mounts_under(target):
         if child != real:
             LOG.info("unmounting %s first: it is mounted inside %s", child, what or target)
-            umount(Path(child), child, tries)
-    delay = 0.1
-    for attempt in range(tries):
+            umount(child, child, tries, timeout=timeout, trim=trim, kill_busy=kill_busy)
+    if trim:
+        run.run(["sync"], check=False)
+        # not every filesystem supports it
+        run.run(["fstrim", str(target)], check=False)
+    last = ""
+    for attempt in backoff(timeout, tries, first=0.1 if kill_busy else 0.05):
         try:
             run.run(["umount", str(target)], quiet=attempt > 0)
             return
         except CommandError as e:
+            last = e.output_tail.strip()
             if not is_mounted(target):
                 return
-            if attempt == 0 or "busy" in e.output_tail:
+            if kill_busy and (attempt == 0 or "busy" in e.output_tail):
                 kill_processes_in(target)
-            if attempt == tries - 1:
-                raise DibpyError(
-                    f"cannot unmount {what or target}: {e.output_tail.strip()}",
-                    hint="something still uses it; see `fuser -vm " + str(target) + "`",
-                ) from None
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    if not is_mounted(target):
+        return
+    raise DibpyError(
+        f"cannot unmount {what or target}: {last}",
+        hint="something still uses it; see `fuser -vm " + str(target) + "`",
+    )
 
 
 def mount_ro_remount(target: Path) -> None:

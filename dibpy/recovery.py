@@ -16,7 +16,6 @@ every build before it starts (for its own TMP_DIR).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -24,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dibpy import mounts, run
+from dibpy import loopdev, mounts
+from dibpy.errors import DibpyError
 from dibpy.log import LOG
 
 SUFFIX = ".owner"
@@ -140,8 +140,11 @@ def _clean_one(dead: DeadBuild) -> None:
 
             plugins()  # the plugins register how their resources are released
             Journal.load(journal_file).release_all(strict=False)
-        for dev in _loops_backed_under(d):
-            run.run(["losetup", "-d", dev], check=False)
+        for dev in loopdev.loops_backed_under(d):
+            try:
+                loopdev.detach_loop(dev)
+            except DibpyError as e:
+                LOG.error("cleanup: %s", e)
         _unmount_all(d)
     pid = dead.data.get("pid")
     for out in dead.data.get("outputs", []):
@@ -165,13 +168,3 @@ def _unmount_all(d: Path, keep: str = "") -> None:
             mounts.umount(Path(mp), mp)
         except Exception as e:  # noqa: BLE001
             LOG.error("cleanup: %s", e)
-
-
-def _loops_backed_under(d: Path) -> list[str]:
-    prefix = os.path.realpath(d).rstrip("/") + "/"
-    found = []
-    for f in Path("/sys/block").glob("loop*/loop/backing_file"):
-        with contextlib.suppress(OSError):
-            if f.read_text().strip().removesuffix(" (deleted)").startswith(prefix):
-                found.append("/dev/" + f.parent.parent.name)
-    return found

@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from dibpy import loopdev, mounts
 from dibpy.blockdev import resources
 from dibpy.blockdev.config import BlockDeviceConfig
 from dibpy.blockdev.params import BlockDeviceParams
@@ -202,7 +203,7 @@ class BlockDevice:
 
     def _sweep(self) -> list[str]:
         failures = []
-        for mp in resources.mounts_under(self.params.mount_base):
+        for mp in mounts.mounts_under(self.params.mount_base):
             try:
                 LOG.warning("cleanup: %s is still mounted; unmounting", mp)
                 resources.umount(mp)
@@ -211,11 +212,11 @@ class BlockDevice:
         for n in self.nodes.values():
             if not isinstance(n, LocalLoop):
                 continue
-            for dev in resources.loops_backed_by(n.image_path):
+            for dev in loopdev.loops_backed_by(n.image_path):
                 LOG.warning("cleanup: %s still backs %s; detaching", n.image_path, dev)
                 try:
                     resources.partx_delete(dev)
-                    resources.detach_loop(dev, str(n.image_path))
+                    loopdev.detach_loop(dev, str(n.image_path))
                 except DibpyError as e:
                     failures.append(str(e))
         return failures

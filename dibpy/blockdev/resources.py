@@ -8,7 +8,9 @@ process that releases need not be the one that acquired: ``dib-block-device clea
 can undo what a killed ``create`` left.
 
 Releasing is idempotent and waits for the kernel: a loop device counts as released
-only when ``losetup -a`` no longer lists it.
+only when ``losetup -a`` no longer lists it.  Loop devices themselves are attached and
+detached by :mod:`dibpy.loopdev`, mounts unmounted by :mod:`dibpy.mounts`; this module
+only journals and releases them.
 """
 
 from __future__ import annotations
@@ -17,20 +19,17 @@ import contextlib
 import os
 import shutil
 import signal
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from dibpy import run
+from dibpy import loopdev, mounts, run
 from dibpy.errors import CommandError, DibpyError
 from dibpy.log import LOG
+from dibpy.mounts import SETTLE_TIMEOUT, backoff
 
 Entry = dict[str, Any]
 Releaser = Callable[[Entry], None]
-
-#: how long to wait for the kernel to let go of a device, in seconds
-SETTLE_TIMEOUT = float(os.environ.get("DIBPY_BLOCKDEV_SETTLE_TIMEOUT", "30"))
 
 _RELEASERS: dict[str, Releaser] = {}
 
@@ -73,94 +72,12 @@ def signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def backoff(timeout: float = SETTLE_TIMEOUT) -> Iterator[int]:
-    """Yield attempt numbers, sleeping 0.05s, 0.1s, ... (capped at 2s) in between."""
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    attempt = 0
-    while True:
-        yield attempt
-        attempt += 1
-        if time.monotonic() >= deadline:
-            return
-        time.sleep(delay)
-        delay = min(delay * 2, 2.0)
-
-
 # -- loop devices -----------------------------------------------------------------------
-
-
-def loop_list() -> dict[str, str]:
-    """Attached loop devices: device -> backing file (as ``losetup`` names it)."""
-    out = run.run(
-        ["losetup", "--list", "--noheadings", "--raw", "-O", "NAME,BACK-FILE"], quiet=True
-    ).stdout
-    result: dict[str, str] = {}
-    for line in out.splitlines():
-        name, _, back = line.partition(" ")
-        if name:
-            result[name] = back.strip().replace("\\x20", " ")
-    return result
-
-
-def loops_backed_by(path: Path) -> list[str]:
-    target = os.path.realpath(path)
-    return sorted(
-        dev
-        for dev, back in loop_list().items()
-        if back and os.path.realpath(back.removesuffix(" (deleted)")) == target
-    )
-
-
-def attach_loop(
-    backing: Path | str,
-    *,
-    sector_size: int = 512,
-    offset: int | None = None,
-    sizelimit: int | None = None,
-) -> str:
-    argv: list[str] = ["losetup", "--show", "-f"]
-    if sector_size != 512:
-        argv += ["--sector-size", str(sector_size)]
-    if offset is not None:
-        argv += ["-o", str(offset)]
-    if sizelimit is not None:
-        argv += ["--sizelimit", str(sizelimit)]
-    argv.append(str(backing))
-    return run.output(argv)
-
-
-def _loop_attached(device: str, backing: str | None) -> bool:
-    back = loop_list().get(device)
-    if back is None:
-        return False
-    if backing is None:
-        return True
-    return os.path.realpath(back.removesuffix(" (deleted)")) == os.path.realpath(backing)
-
-
-def detach_loop(device: str, backing: str | None = None) -> None:
-    """``losetup -d`` and wait until the kernel no longer lists the device."""
-    if not _loop_attached(device, backing):
-        return
-    last = ""
-    for _ in backoff():
-        if not _loop_attached(device, backing):
-            return
-        r = run.run(["losetup", "-d", device], check=False)
-        last = r.stderr.strip()
-        if not _loop_attached(device, backing):
-            return
-    raise DibpyError(
-        f"loop device {device} is still attached after {SETTLE_TIMEOUT:.0f}s"
-        + (f": {last}" if last else ""),
-        hint="something still holds it open; see `losetup -a` and `fuser -vm " + device + "`",
-    )
 
 
 @releaser("loop")
 def _release_loop(entry: Entry) -> None:
-    detach_loop(entry["device"], entry.get("file"))
+    loopdev.detach_loop(entry["device"], entry.get("file"))
 
 
 # -- partitions of a loop device ----------------------------------------------------------
@@ -214,63 +131,22 @@ def partx_delete(device: str) -> None:
 def _release_partx(entry: Entry) -> None:
     device = entry["device"]
     # the loop device may already be gone (or reused by someone else: check the file)
-    if _loop_attached(device, entry.get("file")):
+    if loopdev.loop_attached(device, entry.get("file")):
         partx_delete(device)
 
 
 # -- mounts ----------------------------------------------------------------------------
 
 
-def mounted(path: str | Path) -> bool:
-    target = os.path.realpath(path)
-    with open("/proc/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) > 1 and _unescape(fields[1]) == target:
-                return True
-    return False
-
-
-def mounts_under(base: str | Path) -> list[str]:
-    """Mount points at or below ``base``, deepest first."""
-    root = os.path.realpath(base)
-    found = []
-    with open("/proc/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) > 1:
-                mp = _unescape(fields[1])
-                if mp == root or mp.startswith(root.rstrip("/") + "/"):
-                    found.append(mp)
-    return sorted(found, key=lambda p: (-p.count("/"), p))
-
-
-def _unescape(s: str) -> str:
-    return s.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
-
-
-def umount(path: str) -> None:
-    """Flush, trim, unmount (retrying with backoff while busy)."""
-    if not mounted(path):
-        return
-    run.run(["sync"], check=False)
-    # trimming lets the sparse image stay small; not every filesystem supports it
-    run.run(["fstrim", path], check=False)
-    last = ""
-    for _ in backoff():
-        r = run.run(["umount", path], check=False)
-        last = r.stderr.strip()
-        if not mounted(path):
-            return
-    raise DibpyError(
-        f"cannot unmount {path}: {last}",
-        hint=f"a process still uses it; see `fuser -vm {path}`",
-    )
-
-
 @releaser("mount")
 def _release_mount(entry: Entry) -> None:
     umount(entry["path"])
+
+
+def umount(path: str | Path) -> None:
+    """Sync, trim, unmount, retrying while busy for up to SETTLE_TIMEOUT (nothing is
+    killed: the block device may be used outside a build)."""
+    mounts.umount(path, tries=None, timeout=SETTLE_TIMEOUT, trim=True, kill_busy=False)
 
 
 # -- vfat written with mtools ------------------------------------------------------------

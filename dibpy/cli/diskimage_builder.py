@@ -34,6 +34,7 @@ import jsonschema
 import yaml
 
 import dibpy
+from dibpy import mounts
 from dibpy.cli import add_version, entry
 from dibpy.errors import ConfigError, MultiError
 
@@ -184,11 +185,6 @@ def _relay(stream: IO[str], prefix: str, out: IO[str]) -> None:
             out.flush()
 
 
-def _has_mounts_under(path: Path) -> bool:
-    with open("/proc/mounts") as f:
-        return any(line.split()[1].startswith(f"{path}/") for line in f)
-
-
 _running: set[subprocess.Popen[Any]] = set()
 
 
@@ -260,7 +256,7 @@ def build_one(e: dict[str, Any], *, isolated: bool) -> int:
             for t in relays:
                 t.join()
     finally:
-        if _has_mounts_under(work):
+        if mounts.has_mounts_below(work):
             with _print_lock:
                 print(f"{prefix}warning: something is still mounted under {work}; left it")
         else:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dibpy import run
+from dibpy import loopdev, run
 from dibpy.blockdev import resources
 from dibpy.blockdev.plugin import CreateContext, Node, ValidationContext
 from dibpy.blockdev.units import human, parse_size
@@ -90,7 +90,7 @@ class LocalLoop(Node):
         finally:
             os.close(fd)
         with resources.signals_deferred():
-            device = resources.attach_loop(path, sector_size=self.block_size)
+            device = loopdev.attach_loop(path, sector_size=self.block_size)
             ctx.acquire("loop", self.name, device=device, file=str(path))
         ctx.publish(
             self.name, device=device, file=str(path), size=size, sector_size=self.block_size

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
-from dibpy import run
+from dibpy import mounts, run
 from dibpy.blockdev import resources
 from dibpy.blockdev.plugin import CreateContext, Node, ValidationContext
 
@@ -90,6 +90,6 @@ class Mount(Node):
                 ctx.acquire("mount", self.name, path=str(target), device=fs["device"])
         else:
             with resources.signals_deferred():
-                run.run(["mount", "-t", fstype, fs["device"], target])
+                mounts.mount_only(["-t", fstype, fs["device"]], target)
                 ctx.acquire("mount", self.name, path=str(target), device=fs["device"])
         ctx.publish(self.name, path=str(target), mount_point=self.mount_point)

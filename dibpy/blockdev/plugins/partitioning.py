@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dibpy import run
+from dibpy import loopdev, run
 from dibpy.blockdev import resources
 from dibpy.blockdev.params import BlockDeviceParams
 from dibpy.blockdev.plugin import CreateContext, Node, RawNode, ValidationContext
@@ -320,7 +320,7 @@ class Partition(Node):
                 "partition %s: %s did not appear; using an offset loop device", self.name, node
             )
             with resources.signals_deferred():
-                device = resources.attach_loop(
+                device = loopdev.attach_loop(
                     backing, sector_size=ss, offset=geom["start"] * ss, sizelimit=geom["size"] * ss
                 )
                 ctx.acquire("loop", self.name, device=device, file=str(backing))
