@@ -13,11 +13,12 @@ can miss a misspelling that happens to be another real variable, never the rever
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from dibpy.errors import did_you_mean
 
 _NAME = re.compile(r"DIB_[A-Za-z0-9_]*")
 #: read by diskimage-builder's own tooling around the build, not by elements or dibpy:
@@ -65,7 +66,7 @@ def unread_variables(environ: Mapping[str, str], element_dirs: Iterable[Path]) -
     for var in sorted(environ):
         if not var.startswith("DIB_") or var in exact or var.startswith(prefixes):
             continue
-        close = difflib.get_close_matches(var, sorted(exact), n=1, cutoff=0.8)
-        hint = f"; did you mean {close[0]}?" if close else ""
+        near = did_you_mean(var, exact, n=1, cutoff=0.8, quote=False)
+        hint = f"; {near}" if near else ""
         warnings.append(f"{var}: not read by any element of this build nor by dibpy{hint}")
     return warnings

@@ -7,6 +7,7 @@ DibpyError is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from typing import NoReturn
 
@@ -106,3 +107,15 @@ class MultiError(ConfigError):
 def die(message: str, hint: str | None = None) -> NoReturn:
     """Stop with an expected failure."""
     raise DibpyError(message, hint)
+
+
+def did_you_mean(
+    name: str, candidates: Iterable[str], *, n: int = 3, cutoff: float = 0.6, quote: bool = True
+) -> str | None:
+    """``did you mean 'a' or 'b'?`` naming up to ``n`` of ``candidates`` close to
+    ``name`` (difflib's ratio of at least ``cutoff``), or None if none is.  The one
+    suggestion helper of dibpy: for unknown elements, plugins, keys, outputs, commands."""
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=n, cutoff=cutoff)
+    if not close:
+        return None
+    return "did you mean " + " or ".join(repr(c) if quote else c for c in close) + "?"

@@ -19,7 +19,6 @@ topological sort with a lexicographic tie-break, so it is the same on every run.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,7 @@ import yaml
 from dibpy.blockdev import dibcompat
 from dibpy.blockdev.params import BlockDeviceParams
 from dibpy.blockdev.plugin import Node, RawNode, ValidationContext, plugins
-from dibpy.errors import ConfigError, MultiError
+from dibpy.errors import ConfigError, MultiError, did_you_mean
 from dibpy.log import LOG
 
 ROOT_MKFS = "mkfs_root"
@@ -70,11 +69,10 @@ class BlockDeviceConfig:
         return [self.nodes[n] for n in self.order if self.nodes[n].plugin == plugin]
 
 
-def did_you_mean(name: str, candidates: Any) -> str:
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=2, cutoff=0.6)
-    if not close:
-        return ""
-    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+def _suggest(name: str, candidates: Any) -> str:
+    """`` (did you mean 'x'?)`` to append to a problem, or ""."""
+    near = did_you_mean(name, candidates, n=2)
+    return f" ({near})" if near else ""
 
 
 def parse_yaml(text: str, origin: str) -> Any:
@@ -164,7 +162,7 @@ def flatten(data: Any, plugin_names: set[str]) -> tuple[list[RawNode], list[str]
         if plugin not in plugin_names:
             problems.append(
                 f"{path}: unknown block-device plugin {plugin!r}"
-                + did_you_mean(str(plugin), plugin_names)
+                + _suggest(str(plugin), plugin_names)
             )
             continue
         walk(plugin, body, f"{path}.{plugin}", None)
@@ -198,7 +196,7 @@ def schema_problems(
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             known = set(err.schema.get("properties", {}))
             for extra in sorted(set(err.instance) - known):
-                msg = f"{where}.{extra}: unknown key, ignored" + did_you_mean(
+                msg = f"{where}.{extra}: unknown key, ignored" + _suggest(
                     str(extra), known | plugin_names
                 )
                 if warnings is not None:
@@ -288,7 +286,7 @@ def load_config(
                 continue
             if base not in nodes:
                 problems.append(
-                    f"{node.path}.base: undefined node {base!r}" + did_you_mean(base, nodes)
+                    f"{node.path}.base: undefined node {base!r}" + _suggest(base, nodes)
                 )
                 continue
             if node.base_kinds and nodes[base].kind not in node.base_kinds:
@@ -305,7 +303,7 @@ def load_config(
                 graph.add_edge(dep, node.name)
         for succ in node.before(nodes):
             if succ not in nodes:
-                problems.append(f"{node.path}: undefined node {succ!r}" + did_you_mean(succ, nodes))
+                problems.append(f"{node.path}: undefined node {succ!r}" + _suggest(succ, nodes))
                 continue
             graph.add_edge(node.name, succ)
     if not problems:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import sys
 from collections.abc import Sequence
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from dibpy.cli import add_version, entry
 from dibpy.elements import builtin_elements_dir
-from dibpy.errors import ConfigError
+from dibpy.errors import ConfigError, did_you_mean
 from dibpy.lint import ALIASES, RULES, lint, parse_rule_names, rules_table
 
 
@@ -50,8 +49,7 @@ def check_rule_names(names: Sequence[str]) -> None:
     known = set(RULES) | set(ALIASES)
     for name in sorted(parse_rule_names(" ".join(names))):
         if name not in RULES:
-            close = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "dib-lint --list-rules lists them"
+            hint = did_you_mean(name, known, n=1) or "dib-lint --list-rules lists them"
             raise ConfigError(f"--ignore: no rule called {name!r}", hint=hint)
 
 

@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     cmd = args[0]
     if cmd not in COMMANDS:
-        from dibpy.elements.resolve import did_you_mean
+        from dibpy.errors import did_you_mean
 
         hint = did_you_mean(cmd, COMMANDS) or "run 'dibpy --help' for the list"
         print(f"dibpy: error: unknown command {cmd!r}\n  hint: {hint}", file=sys.stderr)

@@ -15,7 +15,6 @@ deterministic whatever order the arguments or files came in.
 
 from __future__ import annotations
 
-import difflib
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import networkx as nx
 
 from dibpy.elements.discovery import ElementLibrary
 from dibpy.elements.model import Element
-from dibpy.errors import ElementError, MultiError
+from dibpy.errors import ElementError, MultiError, did_you_mean
 
 OPERATING_SYSTEM = "operating-system"
 
@@ -45,13 +44,6 @@ class Resolution:
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.elements)
-
-
-def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
-    if not close:
-        return None
-    return "did you mean " + " or ".join(repr(c) for c in close) + "?"
 
 
 def default_elements(

@@ -370,7 +370,7 @@ def _unknown(key: str, outputs: Iterable[str]) -> str:
     if not outs:
         return f"--qemu-img-options: {key}: no requested output (-t) takes qemu-img options"
     known = sorted(set().union(*(_keys(o) for o in outs)))
-    from dibpy.elements.resolve import did_you_mean
+    from dibpy.errors import did_you_mean
 
     near = did_you_mean(key, known)
     msg = f"--qemu-img-options: {key!r} is not an option of {', '.join(outs)}"

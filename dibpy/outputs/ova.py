@@ -23,8 +23,8 @@ from typing import IO, Any
 
 from dibpy import progress, run
 from dibpy.errors import ConfigError, DibpyError
-from dibpy.outputs import OutputOptions, OutputPlugin, open_tar
 from dibpy.outputs import options as qopts
+from dibpy.outputs.base import OutputOptions, OutputPlugin, open_tar
 from dibpy.outputs.qemu import check_image, convert
 
 NS = {

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 from dibpy import progress, run
 from dibpy.errors import DibpyError
-from dibpy.outputs import MIB, OutputOptions, OutputPlugin
 from dibpy.outputs import options as qopts
+from dibpy.outputs.base import MIB, OutputOptions, OutputPlugin
 
 #: qemu-img check's exit status for "this format has no consistency check"
 CHECK_UNSUPPORTED = 63

@@ -20,7 +20,7 @@ from typing import Any
 
 from dibpy import progress, run
 from dibpy.errors import ConfigError, DibpyError
-from dibpy.outputs import OutputOptions, OutputPlugin, open_tar
+from dibpy.outputs.base import OutputOptions, OutputPlugin, open_tar
 
 #: directories whose contents never go into a tree output (kernel filesystems)
 EXCLUDED = ("proc", "sys")

@@ -1,4 +1,4 @@
-"""``-t vmmgr``: a VM-manager OS template archive (see :mod:`dibpy.vmmgr`).
+"""``-t vmmgr``: a VM-manager OS template archive (see :mod:`dibpy.outputs.vmmgr_template`).
 
 The disk image goes in raw, as the manager's instructions make it, unless the metadata
 asks for qcow2 (``disk_format: qcow2``; compressed unless ``-u``).
@@ -11,8 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dibpy import vmmgr
-from dibpy.outputs import OutputOptions, OutputPlugin
+from dibpy.outputs import vmmgr_template as vmmgr
+from dibpy.outputs.base import OutputOptions, OutputPlugin
 from dibpy.outputs.qemu import check_image, convert
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from dibpy.errors import ConfigError, DibpyError, MultiError
-from dibpy.outputs import OutputOptions, OutputPlugin
 from dibpy.outputs import options as qopts
+from dibpy.outputs.base import OutputOptions, OutputPlugin
 
 LOG = logging.getLogger("dibpy")
 

@@ -89,7 +89,7 @@ def test_vmmgr_templates_as_documented(built: tuple[Path, Path], tmp_path: Path,
     xmllint against our schema), the script as asked, the disk raw and whole."""
     import shutil
 
-    from dibpy import vmmgr
+    from dibpy.outputs import vmmgr_template as vmmgr
 
     raw, _ = built
     if kind == "windows":

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from dibpy.elements.discovery import ElementLibrary
-from dibpy.elements.resolve import default_elements, did_you_mean, resolve, to_dot
-from dibpy.errors import ElementError, MultiError
+from dibpy.elements.resolve import default_elements, resolve, to_dot
+from dibpy.errors import ElementError, MultiError, did_you_mean
 
 
 def make(root: Path, name: str, deps: str = "", provides: str = "", conflicts: str = "") -> None:

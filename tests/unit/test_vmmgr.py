@@ -14,8 +14,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from dibpy import vmmgr
 from dibpy.errors import ConfigError, DibpyError
+from dibpy.outputs import vmmgr_template as vmmgr
 
 needs_xmllint = pytest.mark.skipif(
     shutil.which("xmllint") is None, reason="xmllint (libxml2-utils) is not installed"

@@ -51,7 +51,7 @@ import jsonschema
 import yaml
 
 from dibpy.errors import ConfigError, DibpyError, MultiError
-from dibpy.outputs import open_tar
+from dibpy.outputs.base import open_tar
 
 METAINFO = "metainfo.xml"
 DISK_MAGIC = {"qcow2": b"QFI\xfb"}
