@@ -135,7 +135,7 @@ def _clean_one(dead: DeadBuild) -> None:
         _unmount_all(d, keep=os.path.realpath(d))
         journal_file = d / "states" / "block-device" / "state.json"
         if journal_file.exists():
-            from dibpy.blockdev.plugin import plugins
+            from dibpy.blockdev.registry import plugins
             from dibpy.blockdev.state import Journal
 
             plugins()  # the plugins register how their resources are released

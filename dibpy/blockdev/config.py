@@ -29,7 +29,8 @@ import yaml
 
 from dibpy.blockdev import dibcompat
 from dibpy.blockdev.params import BlockDeviceParams
-from dibpy.blockdev.plugin import Node, RawNode, ValidationContext, plugins
+from dibpy.blockdev.plugin import Node, RawNode, ValidationContext
+from dibpy.blockdev.registry import plugins
 from dibpy.errors import ConfigError, MultiError, did_you_mean
 from dibpy.log import LOG
 

@@ -11,7 +11,7 @@ from stevedore import ExtensionManager
 from stevedore.extension import Extension
 
 from dibpy import outputs
-from dibpy.blockdev import plugin as bdplugin
+from dibpy.blockdev import registry as bdplugin
 from dibpy.errors import ConfigError
 from dibpy.outputs.base import OutputPlugin
 from dibpy.outputs.qemu import Qcow2

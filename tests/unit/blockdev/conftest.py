@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from dibpy.blockdev import BlockDeviceParams
-from dibpy.blockdev.plugin import test_manager, use_manager
+from dibpy.blockdev.registry import test_manager, use_manager
 
 CONFIGS = Path(__file__).parent / "configs"
 REPO = Path(__file__).resolve().parents[3]

@@ -13,14 +13,8 @@ import yaml
 
 from dibpy.blockdev import BlockDeviceConfigError, BlockDeviceParams, load_config
 from dibpy.blockdev.config import flatten
-from dibpy.blockdev.plugin import (
-    BUILTINS,
-    CreateContext,
-    Node,
-    plugins,
-    test_manager,
-    use_manager,
-)
+from dibpy.blockdev.plugin import CreateContext, Node
+from dibpy.blockdev.registry import BUILTINS, plugins, test_manager, use_manager
 from dibpy.errors import ConfigError, MultiError
 
 from .conftest import CONFIGS, REPO

@@ -31,9 +31,9 @@ import yaml
 
 from dibpy.blockdev import BlockDeviceConfigError, BlockDeviceParams, load_config
 from dibpy.blockdev.config import flatten
-from dibpy.blockdev.plugin import plugins
 from dibpy.blockdev.plugins.lvm import Lvm
 from dibpy.blockdev.plugins.partitioning import Partitioning
+from dibpy.blockdev.registry import plugins
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from dibref import dib_block_device_configs, dib_elements, dib_release  # noqa: E402
@@ -257,7 +257,7 @@ from pathlib import Path
 import yaml
 from dibpy.blockdev import BlockDevice, BlockDeviceParams, load_config
 from dibpy.blockdev import dibcompat
-from dibpy.blockdev.plugin import test_manager, use_manager
+from dibpy.blockdev.registry import test_manager, use_manager
 from dibpy.blockdev.state import Journal
 from diskimage_builder.block_device.tests.plugin.test_a import TestA
 from diskimage_builder.block_device.tests.plugin.test_b import TestB
