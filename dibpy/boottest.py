@@ -709,3 +709,55 @@ def default_console_log(target: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f"{target.name}.", suffix=".console.log")
     os.close(fd)
     return Path(name)
+
+
+#: where ``dibpy boot-test`` reads a password from when none is given
+PASSWORD_VARIABLE = "DIBPY_BOOT_PASSWORD"
+
+
+def login_for(
+    user: str | None,
+    password: str | None,
+    password_file: str | None,
+    environ: Mapping[str, str],
+) -> tuple[str, str] | None:
+    """The (user, password) to log in with, from ``--password``, ``--password-file`` or
+    DIBPY_BOOT_PASSWORD (in that order of preference against ps(1)); None for no login."""
+    if password is not None and password_file is not None:
+        raise ConfigError("--password and --password-file: give one")
+    if password_file is not None:
+        try:
+            lines = Path(password_file).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"--password-file {password_file}: cannot read it: {e}") from None
+        if not lines or not lines[0]:
+            raise ConfigError(f"--password-file {password_file}: its first line is empty")
+        password = lines[0]
+    elif password is not None:
+        LOG.warning(
+            "--password is visible to every user in the process list; use --password-file or %s",
+            PASSWORD_VARIABLE,
+        )
+    elif user is not None and environ.get(PASSWORD_VARIABLE):
+        password = environ[PASSWORD_VARIABLE]
+    if (user is None) != (password is None):
+        raise ConfigError(
+            "--user and a password go together",
+            hint=f"--password-file FILE, {PASSWORD_VARIABLE}, or --password",
+        )
+    return (user, password) if user is not None and password is not None else None
+
+
+def boot_built_image(outputs: Sequence[Path], arch: str) -> tuple[Path, BootResult]:
+    """disk-image-create's ``--boot-test``: boot the build's first qcow2 or raw output to
+    its login prompt; its console log is the image's name with ``.console.log`` for its
+    suffix."""
+    image = next((o for o in outputs if o.suffix in (".qcow2", ".raw")), None)
+    if image is None:
+        raise ConfigError("--boot-test needs a qcow2 or raw output", hint="add -t qcow2")
+    # SeaBIOS boots every amd64 layout we build (the EFI layouts carry a BIOS boot
+    # partition too); OVMF for architectures without a BIOS
+    uefi = arch != "amd64"
+    return image, BootTest(
+        image=image, uefi=uefi, console_log=image.with_suffix(".console.log")
+    ).run()

@@ -15,7 +15,6 @@ and renamed into place only when they passed their check.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from dibpy import __version__, chroot, envcheck, mounts, recovery, run, treecache
+from dibpy import __version__, chroot, envcheck, hookenv, mounts, recovery, run, treecache
 from dibpy import outputs as outputs_mod
 from dibpy.blockdev import (
     BlockDevice,
@@ -41,13 +40,13 @@ from dibpy.blockdev import (
     config_source,
     load_config,
 )
-from dibpy.cli.element_info import GET_IMAGE_ELEMENT_ARRAY_BODY
 from dibpy.config import CHECKSUMS, BuildConfig, parse_gib_size
 from dibpy.elements import find_library, package_installs, resolve
 from dibpy.elements.model import Element
 from dibpy.elements.resolve import Resolution, default_elements
-from dibpy.errors import ConfigError, DibpyError, HookError, MultiError
-from dibpy.hooks import HookTree, merge_hooks, run_phase
+from dibpy.errors import ConfigError, DibpyError, MultiError
+from dibpy.hookenv import LIB_DIR
+from dibpy.hooks import CLASH_HINT, HookTree, hook_clashes, merge_hooks, run_phase
 from dibpy.mounts import unmount_left_behind
 from dibpy.outputs import OutputOptions, OutputPlugin
 from dibpy.outputs import get as get_output
@@ -58,8 +57,6 @@ HOST_PHASES_BEFORE_CHROOT = ("root.d",)
 CHROOT_BUILD_PHASES = ("pre-install.d", "install.d", "post-install.d")
 #: the phases that run in a chroot of the image: none runs for an image that is not Linux
 CHROOT_PHASES = (*CHROOT_BUILD_PHASES, "finalise.d")
-CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-LIB_DIR = Path(__file__).resolve().parent / "lib"
 GIB = 1024**3
 MIB = 1024**2
 
@@ -134,6 +131,12 @@ def plan(cfg: BuildConfig) -> Plan:
         resolution = resolve(names, library)
     except ConfigError as e:
         note(e)
+    if resolution is not None:
+        # found now, not once the build directory exists and the hooks are being copied
+        clashes = hook_clashes(resolution.elements)
+        problems += clashes
+        if clashes:
+            hints.append(CLASH_HINT)
     if resolution is not None and "package-installs" in resolution.names:
         # read by an extra-data.d hook, after root.d: checked now instead
         bad = package_installs.problems(resolution.elements)
@@ -365,25 +368,8 @@ def dir_size(path: Path) -> int:
     return int(out.split()[0])
 
 
-DIE_FUNCTION = '() {  echo "ERROR: $*" >&2;\n exit 1\n}'
-
-
 def cfg_env(cfg: BuildConfig, name: str) -> str:
     return cfg.environ.get(name, "")
-
-
-@functools.cache
-def host_has_diskimage_builder() -> bool:
-    """Whether a real diskimage_builder is importable by DIB_PYTHON_EXEC (our interpreter,
-    which diskimage-builder's elements run their Python tools with); it then wins."""
-    import importlib.util
-
-    return importlib.util.find_spec("diskimage_builder") is not None
-
-
-def needs_sudo_standin(path: str) -> bool:
-    """Root on a host without sudo: hooks get dibpy's stand-in that just runs the command."""
-    return os.geteuid() == 0 and shutil.which("sudo", path=path) is None
 
 
 def image_size_for(cfg: BuildConfig, tree_bytes: int, efi: bool) -> int:
@@ -420,93 +406,23 @@ class Build:
         self.cache_record: dict[str, object] = {}
         #: NAME.d when this build made it (removed if the build fails)
         self.new_manifest_dir: Path | None = None
-        lockfiles = cfg_env(self.cfg, "DIB_LOCKFILES") or "~/.cache/dib/lockfiles"
-        self.lockfiles = Path(lockfiles).expanduser()
+        self.lockfiles = hookenv.lockfiles_dir(self.cfg.environ)
 
     # -- environment -------------------------------------------------------------
     def hook_env(
         self, target: Path, *, in_chroot: bool, extra: Mapping[str, str] = {}
     ) -> dict[str, str]:
-        cfg = self.cfg
-        if cfg.clear_env:
-            base = {k: v for k, v in cfg.environ.items() if k in ("HOME", "TERM", "PATH", "USER")}
-        else:
-            base = dict(cfg.environ)
-        for k in ("TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):
-            base.pop(k, None)
-        els = self.plan.resolution.elements
-        dib_env = "\n".join(
-            f"declare -x {k}={shlex.quote(v)}"
-            for k, v in sorted(cfg.environ.items())
-            if k.startswith("DIB_") and "PASSWORD" not in k
+        """The environment of a hook run on ``target`` (see dibpy.hookenv, the contract)."""
+        return hookenv.hook_env(
+            self.cfg,
+            self.plan.resolution.elements,
+            elements_path=self.plan.elements_path,
+            build_dir=self.build_dir,
+            target=target,
+            in_chroot=in_chroot,
+            lockfiles=self.lockfiles,
+            extra=extra,
         )
-        env = {
-            **base,
-            "TARGET_ROOT": str(target),
-            "TMP_MOUNT_PATH": str(target),
-            "TMP_HOOKS_PATH": str(self.build_dir / "hooks"),
-            "TMP_BUILD_DIR": str(self.build_dir),
-            "TMP_IMAGE_DIR": str(self.build_dir / "image"),
-            "TMP_IMAGE_PATH": str(self.build_dir / "image" / "image.raw"),
-            "IMAGE_NAME": str(cfg.output_base),
-            "IMAGE_ELEMENT": " ".join(e.name for e in els),
-            "IMAGE_ELEMENT_YAML": "\n".join(f"{e.name}: {e.path}" for e in els),
-            "BASH_FUNC_get_image_element_array%%": "() {\n" + GET_IMAGE_ELEMENT_ARRAY_BODY + "}",
-            "ELEMENTS_PATH": self.plan.elements_path,
-            "ARCH": cfg.arch,
-            "DIB_ARCH": cfg.arch,
-            "DIB_IMAGE_CACHE": str(cfg.image_cache),
-            "DIB_OFFLINE": "1" if cfg.offline else "",
-            "DIB_DEBUG_TRACE": str(cfg.debug_trace),
-            "DIB_PYTHON_EXEC": sys.executable,
-            "DIB_DEFAULT_INSTALLTYPE": cfg.install_type,
-            "DIB_CHECKSUM": ",".join(cfg.checksum) or "0",
-            "DIB_ROOT_LABEL": cfg.effective_root_label,
-            "DIB_ROOT_FSTYPE": cfg.fs_type,
-            "FS_TYPE": cfg.fs_type,
-            "DIB_ARGS": " ".join(shlex.quote(a) for a in cfg.argv),
-            "DIB_ENV": dib_env,
-            "DIB_MIN_TMPFS": str(cfg.min_tmpfs),
-            "DIB_IMAGE_SIZE": str(cfg.image_size // GIB) if cfg.image_size else "",
-            "DIB_VERSION": f"dibpy-{__version__}",
-            "_LIB": str(LIB_DIR),
-            "DIB_BUILDER": "dibpy",
-            # diskimage-builder exports die and lock files' directory to every hook
-            "BASH_FUNC_die%%": DIE_FUNCTION,
-            "DIB_LOCKFILES": str(self.lockfiles),
-            "OUT_IMAGE_PATH": str(self.build_dir / "image" / "image.raw"),
-            "DIB_BLOCK_DEVICE_PARAMS_YAML": str(self.build_dir / "block-device" / "params.yaml"),
-        }
-        if cfg.image_extra_size:
-            env["DIB_IMAGE_EXTRA_SIZE"] = str(cfg.image_extra_size // MIB)
-        if cfg.release:
-            env["DIB_RELEASE"] = cfg.release
-        if cfg.mirror:
-            env["DIB_DISTRIBUTION_MIRROR"] = cfg.mirror
-        if cfg.ramdisk:
-            env["IS_RAMDISK"] = "1"
-        if cfg.no_cache:
-            env["DIB_DEBOOTSTRAP_CACHE"] = "0"
-        env.update(extra)
-        if in_chroot:
-            env["PATH"] = CHROOT_PATH
-            # diskimage-builder's chroot hooks run as root with root's home
-            env["HOME"] = "/root"
-            # a host directory: a chroot hook making its own build dir (its ramdisk
-            # element's mk_build_dir) must do it in the chroot's /tmp
-            env.pop("TMP_DIR", None)
-            env.update(chroot.chroot_env_additions())
-        else:
-            # elements written for diskimage-builder call their bin/ tools by name on the host
-            hooks_bin = str(self.build_dir / "hooks" / "bin")
-            env["PATH"] = _host_path(base.get("PATH", "")) + ":" + hooks_bin
-            if needs_sudo_standin(env["PATH"]):
-                # root without sudo: diskimage-builder's hooks call `sudo CMD` everywhere
-                env["PATH"] += ":" + str(LIB_DIR / "bin")
-            if not host_has_diskimage_builder():
-                # its element tools import a few diskimage_builder modules
-                env["PYTHONPATH"] = str(LIB_DIR / "python")
-        return env
 
     # -- phases --------------------------------------------------------------------
     def phase(
@@ -785,15 +701,7 @@ class Build:
             bd.create(self.stack)
         mnt: Path = bd.root_mount
         ours = set(mounts.mounts_under(mnt))
-        extra = {
-            "IMAGE_BLOCK_DEVICE": str(bd.getval("image-block-device") or ""),
-            "IMAGE_BLOCK_DEVICES": str(bd.getval("image-block-devices") or ""),
-            "DIB_ROOT_LABEL": str(bd.getval("root-label") or cfg.effective_root_label),
-            "DIB_ROOT_FSTYPE": str(bd.getval("root-fstype") or cfg.fs_type),
-            "DIB_BOOT_LABEL": str(bd.getval("boot-label") or ""),
-            "DIB_MOUNTPOINTS": str(bd.getval("mount-points") or ""),
-            "TMP_IMAGE_PATH": str(bd.image_path),
-        }
+        extra = hookenv.block_device_env(cfg, bd.getval, bd.image_path)
         with self.timer.stage("copy tree in"):
             run.run(["cp", "-a", "--", f"{built}/.", f"{mnt}/"])
             # the tree is in the image now; free the tmpfs for the outputs
@@ -988,14 +896,6 @@ def _keep_old(dest: Path, overwrite: bool) -> None:
             os.replace(side, Path(f"{old}.{a}"))
 
 
-def _host_path(path: str) -> str:
-    parts = [p for p in path.split(":") if p]
-    for p in CHROOT_PATH.split(":"):
-        if p not in parts:
-            parts.append(p)
-    return ":".join(parts)
-
-
 def _empty_dir(d: Path) -> None:
     if not d.is_dir() or d.is_symlink():
         return
@@ -1037,8 +937,4 @@ def _rmtree_logged(p: Path) -> None:
 
 def build(cfg: BuildConfig) -> BuildResult:
     """Validate, then build.  Raises DibpyError (with the phase, element and hook) on failure."""
-    p = plan(cfg)
-    try:
-        return Build(p).run()
-    except HookError:
-        raise
+    return Build(plan(cfg)).run()

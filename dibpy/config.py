@@ -181,9 +181,17 @@ def _user_path(value: str) -> Path:
     return Path(value).expanduser().absolute()
 
 
-def _parse_age(value: str) -> int:
-    from dibpy.treecache import parse_age
+def parse_age(value: str) -> int:
+    m = re.match(r"^\s*([0-9]+)\s*([smhd]?)\s*$", value)
+    if not m:
+        raise ConfigError(
+            f"DIB_TREE_CACHE_MAX_AGE={value!r}: not an age",
+            hint="seconds, or with a unit: 90m, 12h, 7d; 0 turns reuse off",
+        )
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
+
+def _parse_age(value: str) -> int:
     try:
         return parse_age(value)
     except ConfigError as e:
@@ -611,10 +619,6 @@ def _check(cfg: BuildConfig) -> None:
         problems.append(f"TMP_DIR {cfg.tmp_dir} is not a directory")
     if problems:
         raise MultiError(problems)
-
-
-def settings_by_dest() -> dict[str, Setting]:
-    return {s.dest: s for s in SETTINGS}
 
 
 __all__ = ["SETTINGS", "BuildConfig", "ConfigError", "Setting", "build_config", "host_arch"]

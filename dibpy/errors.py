@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from typing import NoReturn
 
 
 class DibpyError(Exception):
@@ -102,11 +101,6 @@ class MultiError(ConfigError):
                 f"  - {p}" for p in self.problems
             )
         super().__init__(message, hint)
-
-
-def die(message: str, hint: str | None = None) -> NoReturn:
-    """Stop with an expected failure."""
-    raise DibpyError(message, hint)
 
 
 def did_you_mean(

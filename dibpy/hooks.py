@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import shutil
-import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -142,44 +141,66 @@ def environment_files(env_dir: Path) -> list[Path]:
     return sorted(files, key=lambda p: sort_key(p.name))
 
 
+def _merged_dirs(el: Element) -> list[Path]:
+    """The subdirectories of ``el`` that go into the hook tree (not its tests)."""
+    return [
+        sub
+        for sub in sorted(el.path.iterdir())
+        if sub.is_dir()
+        and sub.name not in ("tests", "test-elements")
+        and not sub.name.startswith(".")
+    ]
+
+
+def _sources(elements: Iterable[Element]) -> tuple[dict[str, Path], dict[str, str], list[str]]:
+    """Each merged file's source and element, and every clash (a relative path shipped by
+    two elements), with both paths."""
+    source: dict[str, Path] = {}
+    origins: dict[str, str] = {}
+    clashes: list[str] = []
+    for el in elements:
+        for src in (f for sub in _merged_dirs(el) for f in sorted(_walk_files(sub))):
+            rel = src.relative_to(el.path).as_posix()
+            if rel in source:
+                clashes.append(f"{rel} is in two elements: {source[rel]} and {src}")
+                continue
+            source[rel] = src
+            origins[rel] = el.name
+    return source, origins, clashes
+
+
+CLASH_HINT = "two elements may not ship the same hook or file name; rename one of them"
+
+
+def hook_clashes(elements: Iterable[Element]) -> list[str]:
+    """Every file two elements would both put into the hook tree (checked by ``plan()``
+    before any resource exists; :func:`merge_hooks` refuses them too)."""
+    return _sources(elements)[2]
+
+
 def merge_hooks(elements: Iterable[Element], dest: Path) -> HookTree:
     """Copy every element's subdirectories (not ``tests``) into ``dest``.
 
     The same relative file from two elements is an error naming both paths (all such
-    clashes are reported at once).  Top-level files are not merged.
+    clashes are reported at once, before anything is copied).  Top-level files are not
+    merged.
     """
+    elements = list(elements)
+    source, origins, clashes = _sources(elements)
+    if clashes:
+        raise MultiError(clashes, hint=CLASH_HINT)
     dest.mkdir(parents=True, exist_ok=True)
-    origins: dict[str, str] = {}
-    source: dict[str, Path] = {}
-    clashes: list[str] = []
     for el in elements:
-        for sub in sorted(el.path.iterdir()):
-            if (
-                not sub.is_dir()
-                or sub.name in ("tests", "test-elements")
-                or sub.name.startswith(".")
-            ):
-                continue
-            for src in sorted(_walk_files(sub)):
-                rel = src.relative_to(el.path).as_posix()
-                if rel in source:
-                    clashes.append(f"{rel} is in two elements: {source[rel]} and {src}")
-                    continue
-                source[rel] = src
-                origins[rel] = el.name
-                target = dest / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if src.is_symlink():
-                    target.symlink_to(os.readlink(src))
-                else:
-                    shutil.copy2(src, target)
+        for sub in _merged_dirs(el):
             # keep empty phase directories so a phase with no hooks still exists
             (dest / sub.name).mkdir(exist_ok=True)
-    if clashes:
-        raise MultiError(
-            clashes,
-            hint="two elements may not ship the same hook or file name; rename one of them",
-        )
+    for rel, src in source.items():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            target.symlink_to(os.readlink(src))
+        else:
+            shutil.copy2(src, target)
     (dest / ORIGINS_FILE).write_text(json.dumps(origins, indent=1, sort_keys=True))
     return HookTree(dest, origins, {k: str(v) for k, v in source.items()})
 
@@ -361,10 +382,6 @@ def run_phase(
     )
 
 
-def check_executable(path: Path) -> bool:
-    return bool(path.stat().st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
-
-
 __all__ = [
     "ElementError",
     "Hook",
@@ -372,6 +389,7 @@ __all__ = [
     "PhaseScan",
     "PhaseTiming",
     "environment_files",
+    "hook_clashes",
     "merge_hooks",
     "run_hooks",
     "run_phase",

@@ -46,6 +46,7 @@ from pathlib import Path
 from dibpy import __version__, archivestate, run, sourcerepos
 from dibpy.elements.model import Element
 from dibpy.errors import ConfigError
+from dibpy.hookenv import CLEAR_ENV_KEEPS
 
 LOG = logging.getLogger("dibpy")
 
@@ -77,20 +78,8 @@ _IGNORED_HOST_VARS = re.compile(
     r"TARGET_ROOT|TMP_MOUNT_PATH|TMP_HOOKS_PATH|TMP_BUILD_DIR|TMP_IMAGE_DIR|TMP_IMAGE_PATH|"
     r"IMAGE_NAME|IMAGE_ELEMENT|IMAGE_ELEMENT_YAML|ARCH|BASH_FUNC_.*)$"
 )
-#: what ``-c`` (clear the environment) keeps besides DIB_* (see Build.hook_env)
-CLEAR_ENV_KEEPS = ("HOME", "TERM", "PATH", "USER")
 DEFAULT_MAX_AGE = 24 * 3600
 KEEP_PER_SET = 3
-
-
-def parse_age(value: str) -> int:
-    m = re.match(r"^\s*([0-9]+)\s*([smhd]?)\s*$", value)
-    if not m:
-        raise ConfigError(
-            f"DIB_TREE_CACHE_MAX_AGE={value!r}: not an age",
-            hint="seconds, or with a unit: 90m, 12h, 7d; 0 turns reuse off",
-        )
-    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
 def _hash_element(h: hashlib._Hash, el: Element) -> None:

@@ -66,9 +66,6 @@ class BlockDeviceConfig:
     #: what diskimage-builder accepts but looks wrong (unknown keys, odd values)
     warnings: list[str] = field(default_factory=list)
 
-    def nodes_of(self, plugin: str) -> list[Node]:
-        return [self.nodes[n] for n in self.order if self.nodes[n].plugin == plugin]
-
 
 def _suggest(name: str, candidates: Any) -> str:
     """`` (did you mean 'x'?)`` to append to a problem, or ""."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 from dibpy import loopdev, mounts
 from dibpy.blockdev import resources
@@ -220,6 +219,3 @@ class BlockDevice:
                 except DibpyError as e:
                     failures.append(str(e))
         return failures
-
-    def state_summary(self) -> dict[str, Any]:
-        return {"live": self.journal.live(), "nodes": self.journal.data["nodes"]}

@@ -54,13 +54,3 @@ def entry(fn: Main, prog: str, argv: Sequence[str] | None = None) -> int:
         return Interrupted.exit_code
     except BrokenPipeError:
         return 1
-
-
-def not_yet(prog: str, what: str) -> Callable[[Sequence[str] | None], int]:
-    """A command whose issue has not landed: one clear line, exit status 3."""
-
-    def _main(argv: Sequence[str] | None = None) -> int:
-        print(f"{prog}: not implemented yet: {what}", file=sys.stderr)
-        return 3
-
-    return _main

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dibpy.boottest import ACCELS, DISK_INTERFACES, BootTest, BootTestError, default_console_log
+from dibpy.boottest import (
+    ACCELS,
+    DISK_INTERFACES,
+    PASSWORD_VARIABLE,
+    BootTest,
+    BootTestError,
+    default_console_log,
+    login_for,
+)
 from dibpy.cli import add_version, entry
 from dibpy.errors import ConfigError, DibpyError
-
-LOG = logging.getLogger("dibpy")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--password",
         help="the user's password (any user can read it in ps: prefer --password-file "
-        "or DIBPY_BOOT_PASSWORD)",
+        f"or {PASSWORD_VARIABLE})",
     )
     p.add_argument(
         "--password-file", metavar="FILE", help="read the user's password from FILE's first line"
@@ -67,30 +72,7 @@ def main_args(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     if args.image is None and args.kernel is None:
         raise ConfigError("nothing to boot", hint="give an IMAGE, or --kernel (and --initrd)")
-    if args.password is not None and args.password_file is not None:
-        raise ConfigError("--password and --password-file: give one")
-    if args.password_file is not None:
-        try:
-            lines = Path(args.password_file).read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(
-                f"--password-file {args.password_file}: cannot read it: {e}"
-            ) from None
-        if not lines or not lines[0]:
-            raise ConfigError(f"--password-file {args.password_file}: its first line is empty")
-        args.password = lines[0]
-    elif args.password is not None:
-        LOG.warning(
-            "--password is visible to every user in the process list; "
-            "use --password-file or DIBPY_BOOT_PASSWORD"
-        )
-    elif args.user is not None and os.environ.get("DIBPY_BOOT_PASSWORD"):
-        args.password = os.environ["DIBPY_BOOT_PASSWORD"]
-    if (args.user is None) != (args.password is None):
-        raise ConfigError(
-            "--user and a password go together",
-            hint="--password-file FILE, DIBPY_BOOT_PASSWORD, or --password",
-        )
+    login = login_for(args.user, args.password, args.password_file, os.environ)
     if args.command is not None and args.user is None:
         raise ConfigError("--command needs --user and --password to log in first")
     if args.debug:
@@ -110,7 +92,7 @@ def main_args(argv: Sequence[str]) -> int:
         cpus=args.cpus,
         timeout=args.timeout,
         command_timeout=args.command_timeout,
-        login=(str(args.user), str(args.password)) if args.user is not None else None,
+        login=login,
         command=args.command,
         console_log=log,
         accel=args.accel,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dibpy import treecache
 from dibpy.cli import add_version, entry
-from dibpy.config import parse_gib_size
+from dibpy.config import parse_age, parse_gib_size
 from dibpy.errors import ConfigError
 
 MIB = 1024 * 1024
@@ -70,7 +70,7 @@ def main_args(argv: Sequence[str]) -> int:
         removed: list[treecache.Entry] = []
         try:
             if args.max_age is not None:
-                limit = treecache.parse_age(args.max_age)
+                limit = parse_age(args.max_age)
                 for e in found:
                     if now - e.last_used > limit:
                         treecache.remove(e)

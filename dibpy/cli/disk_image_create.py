@@ -70,17 +70,9 @@ def _main(argv: Sequence[str], prog: str, ramdisk: bool) -> int:
     for out in result.outputs:
         print(out)
     if cfg.boot_test:
-        from dibpy.boottest import BootTest
+        from dibpy.boottest import boot_built_image
 
-        image = next((o for o in result.outputs if o.suffix in (".qcow2", ".raw")), None)
-        if image is None:
-            from dibpy.errors import ConfigError
-
-            raise ConfigError("--boot-test needs a qcow2 or raw output", hint="add -t qcow2")
-        # SeaBIOS boots every amd64 layout we build (the EFI layouts carry a BIOS boot
-        # partition too); OVMF for architectures without a BIOS
-        uefi = cfg.arch != "amd64"
-        res = BootTest(image=image, uefi=uefi, console_log=image.with_suffix(".console.log")).run()
+        image, res = boot_built_image(result.outputs, cfg.arch)
         print(f"{image}: login prompt after {res.seconds_to_prompt:.1f} s ({res.accel})")
     return 0
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dibpy import run
+from dibpy import hookenv, run
 from dibpy.cli import add_version, entry
 from dibpy.config import parse_arch
 from dibpy.elements import find_library, resolve
@@ -45,31 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-os-check", action="store_true", help="do not require an operating-system element"
     )
     return p
-
-
-def env_output(names: list[str], paths: dict[str, str]) -> str:
-    """What diskimage-builder's ``element-info --env`` prints, for element scripts that eval it.
-
-    ``get_image_element_array`` is pure bash (no python needed inside a chroot); use it as
-    ``eval declare -A image_elements=($(get_image_element_array))``.
-    """
-    yaml_map = "\n".join(f"{n}: {paths[n]}" for n in names)
-    return (
-        f"export IMAGE_ELEMENT={shlex.quote(' '.join(names))}\n"
-        f"export IMAGE_ELEMENT_YAML={shlex.quote(yaml_map)}\n"
-        f"function get_image_element_array {{\n{GET_IMAGE_ELEMENT_ARRAY_BODY}}};\n"
-        "export -f get_image_element_array;\n"
-    )
-
-
-#: the body of the bash function get_image_element_array (also exported to hooks)
-GET_IMAGE_ELEMENT_ARRAY_BODY = """  local _line
-  while IFS= read -r _line; do
-    [ -n "$_line" ] || continue
-    printf '[%s]=%s ' "${_line%%: *}" "${_line#*: }"
-  done <<< "${IMAGE_ELEMENT_YAML}"
-  echo
-"""
 
 
 def write_graph(dot: str, target: Path) -> None:
@@ -111,7 +85,7 @@ def main_args(argv: Sequence[str]) -> int:
     if args.graph:
         write_graph(to_dot(res), Path(args.graph))
     if args.env:
-        sys.stdout.write(env_output(names, paths))
+        sys.stdout.write(hookenv.element_info_script(names, paths))
     elif args.json:
         json.dump(
             {

@@ -478,3 +478,13 @@ def test_timeline_gives_the_boot_milestones(fake: Path, image: Path) -> None:
     assert 0 <= marks["kernel"] < marks["init"] - 0.25
     assert marks["init"] <= marks["login prompt"]
     assert any("Welcome to" in line for _, line in res.timeline)
+
+
+def test_boot_test_after_a_build_needs_a_disk_image_output(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="qcow2 or raw"):
+        boottest.boot_built_image([tmp_path / "x.vhd", tmp_path / "x.tar"], "amd64")
+
+
+def test_login_policy_without_a_user_is_no_login() -> None:
+    assert boottest.login_for(None, None, None, {"DIBPY_BOOT_PASSWORD": "pw"}) is None
+    assert boottest.login_for("u", None, None, {"DIBPY_BOOT_PASSWORD": "pw"}) == ("u", "pw")

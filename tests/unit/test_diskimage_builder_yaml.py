@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from dibpy.cli.diskimage_builder import KEYS, SCHEMA, child_command, load_entries, to_argv
 from dibpy.errors import ConfigError
+from dibpy.yamlbuild import KEYS, SCHEMA, child_command, load_entries, to_argv
 from tests.conftest import REPO
 from tests.dibref import dib_release
 

@@ -364,3 +364,33 @@ def test_a_failing_environment_file_is_blamed_not_the_hook(tmp_path: Path) -> No
         "install.d/10-ok of element a, failed with exit status"
     ), msg
     assert e.value.hint and str(b.path / "environment.d" / "10-bad.bash") in e.value.hint
+
+
+def test_a_hook_name_clash_fails_the_plan_before_any_resource_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dibpy import build as build_mod
+    from dibpy.config import build_config
+    from tests.conftest import write
+
+    els = tmp_path / "els"
+    write(els / "myos" / "element-provides", "operating-system\n")
+    for twin in ("twin-a", "twin-b"):
+        write(els / twin / "install.d" / "50-same", HEADER, 0o755)
+    (tmp_path / "tmp").mkdir()
+    cfg = build_config(
+        {"output": str(tmp_path / "out" / "img"), "skip_base": True},
+        ["myos", "twin-a", "twin-b", "no-final-image"],
+        {"ELEMENTS_PATH": str(els), "TMP_DIR": str(tmp_path / "tmp"), "PATH": os.environ["PATH"]},
+    )
+    # Build.run makes the build directory (and, later, loop devices) first thing: the
+    # clash must be found before it is reached (merge_hooks would find it only then)
+    monkeypatch.setattr(build_mod.Build, "run", lambda self: pytest.fail("Build.run reached"))
+    with pytest.raises(MultiError) as e:
+        build_mod.build(cfg)
+    assert e.value.problems == [
+        f"install.d/50-same is in two elements: {els / 'twin-a/install.d/50-same'} and "
+        f"{els / 'twin-b/install.d/50-same'}"
+    ]
+    assert e.value.hint and "rename one" in e.value.hint
+    assert list((tmp_path / "tmp").iterdir()) == []
