@@ -40,6 +40,7 @@ from dibpy.blockdev import (
     config_source,
     load_config,
 )
+from dibpy.blockdev.state import Journal
 from dibpy.config import CHECKSUMS, BuildConfig, parse_gib_size
 from dibpy.elements import find_library, package_installs, resolve
 from dibpy.elements.model import Element
@@ -104,6 +105,9 @@ class Plan:
     #: the image's operating system: "linux" unless an element's ``element-os`` says
     #: otherwise; for any other, no chroot phase, chroot mounts or fstab
     os_family: str = "linux"
+    #: the root filesystem the block-device config will make ("" with no final image):
+    #: the hooks before the block device exists see it as DIB_ROOT_FSTYPE
+    root_fs_type: str = ""
 
 
 def plan(cfg: BuildConfig) -> Plan:
@@ -185,11 +189,15 @@ def plan(cfg: BuildConfig) -> Plan:
         hints.append("install them (the README lists the host packages)")
     bd_text: str | None = None
     bd_origin = ""
+    root_fs_type = ""
     if resolution is not None and not no_final:
         try:
             bd_text, bd_origin = config_source(resolution.elements, cfg.arch, cfg.environ)
             # structure, names, labels and plugins are checked now; sizes once known
-            load_config(bd_text, _bd_params(cfg, Path("/nonexistent"), 8 * GIB), origin=bd_origin)
+            planned = load_config(
+                bd_text, _bd_params(cfg, Path("/nonexistent"), 8 * GIB), origin=bd_origin
+            )
+            root_fs_type = BlockDevice(planned, journal=Journal(None)).getval("root-fstype")
         except BlockDeviceConfigError as e:
             # each problem keeps the file (or variable) the config came from
             problems.extend(f"block-device config ({e.origin}): {p}" for p in e.problems)
@@ -217,6 +225,7 @@ def plan(cfg: BuildConfig) -> Plan:
         block_device_text=bd_text,
         block_device_origin=bd_origin,
         os_family=family,
+        root_fs_type=root_fs_type,
     )
 
 
@@ -412,7 +421,12 @@ class Build:
     def hook_env(
         self, target: Path, *, in_chroot: bool, extra: Mapping[str, str] = {}
     ) -> dict[str, str]:
-        """The environment of a hook run on ``target`` (see dibpy.hookenv, the contract)."""
+        """The environment of a hook run on ``target`` (see dibpy.hookenv, the contract).
+
+        Before the block device exists, DIB_ROOT_FSTYPE is the root filesystem its config
+        will make (with a block-device YAML that is not always FS_TYPE)."""
+        if self.plan.root_fs_type:
+            extra = {"DIB_ROOT_FSTYPE": self.plan.root_fs_type, **extra}
         return hookenv.hook_env(
             self.cfg,
             self.plan.resolution.elements,
