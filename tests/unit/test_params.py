@@ -460,3 +460,14 @@ def test_effective_values_follow_the_environment_d_rules(tmp_path: Path) -> None
     got = {r.name: (r.value, r.source) for r in params.effective([e], {"DIB_B": "mine"})}
     assert got["DIB_A"] == ("from-envd", "environment.d (e/10-e.bash)")
     assert got["DIB_B"] == ("fixed", "environment.d (e/10-e.bash)")
+
+
+def test_dib_lint_checks_the_file(tmp_path: Path) -> None:
+    from dibpy.lint import lint
+
+    element(tmp_path, "e", "DIB_X:\n  type: enum\n  description: x\n")
+    found = [(p.element, p.file, p.rule, p.message) for p in lint([tmp_path]).problems]
+    assert found == [
+        ("e", "parameters.yaml", "parameters", ".DIB_X: 'choices' is a required property")
+    ]
+    assert not lint([ELEMENTS], shellcheck=False).problems
