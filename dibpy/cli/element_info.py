@@ -77,35 +77,28 @@ def write_graph(dot: str, target: Path) -> None:
     run.run(["dot", f"-T{suffix}", "-o", str(target)], input=dot)
 
 
-def print_params(elements: Sequence[Element], environ: Mapping[str, str], *, as_json: bool) -> None:
-    """Every declared parameter of ``elements`` with its effective value and source."""
-    rows = params.effective(elements, environ)
-    if as_json:
-        json.dump(
-            {
-                "parameters": [
-                    {
-                        "name": r.name,
-                        "value": r.value,
-                        "source": r.source,
-                        "element": r.parameter.element,
-                        "type": r.parameter.type,
-                        "default": r.parameter.default,
-                        "choices": list(r.parameter.choices),
-                        "required": r.parameter.required,
-                        "description": r.parameter.description,
-                    }
-                    for r in rows
-                ]
-            },
-            sys.stdout,
-            indent=2,
-        )
-        sys.stdout.write("\n")
-        return
+def params_rows(rows: Sequence[params.Effective]) -> list[dict[str, object]]:
+    """``--params --json``'s records."""
+    return [
+        {
+            "name": r.name,
+            "value": r.value,
+            "source": r.source,
+            "element": r.parameter.element,
+            "type": r.parameter.type,
+            "default": r.parameter.default,
+            "choices": list(r.parameter.choices),
+            "required": r.parameter.required,
+            "description": r.parameter.description,
+        }
+        for r in rows
+    ]
+
+
+def params_table(rows: Sequence[params.Effective]) -> str:
+    """``--params``' table: name, value, source, element, description."""
     if not rows:
-        print("(no element of this build declares parameters)")
-        return
+        return "(no element of this build declares parameters)\n"
     table = [("NAME", "VALUE", "SOURCE", "ELEMENT", "DESCRIPTION")]
     table += [
         (
@@ -118,9 +111,21 @@ def print_params(elements: Sequence[Element], environ: Mapping[str, str], *, as_
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
+    lines = []
     for row in table:
         cells = [c.ljust(w) for c, w in zip(row[:4], widths, strict=True)]
-        print("  ".join([*cells, row[4]]).rstrip())
+        lines.append("  ".join([*cells, row[4]]).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def print_params(elements: Sequence[Element], environ: Mapping[str, str], *, as_json: bool) -> None:
+    """Every declared parameter of ``elements`` with its effective value and source."""
+    rows = params.effective(elements, environ)
+    if as_json:
+        json.dump({"parameters": params_rows(rows)}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(params_table(rows))
 
 
 def main_args(argv: Sequence[str]) -> int:

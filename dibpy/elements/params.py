@@ -200,7 +200,8 @@ class Effective:
 
     parameter: Parameter
     value: str | None
-    #: "environment", "default", "environment.d (ELEMENT/FILE)" or "unset"
+    #: "environment", "default", "environment.d (ELEMENT/FILE)", "unset" or what the
+    #: caller said (``YAML file``)
     source: str
     #: the variable's name (a family's member, ``DIB_REPOTYPE_foo``; ``DIB_REPOTYPE_*``)
     variable: str = ""
@@ -236,17 +237,25 @@ def environment_d_values(elements: Sequence[Element]) -> dict[str, tuple[str, st
     return found
 
 
-def effective(elements: Sequence[Element], environ: Mapping[str, str]) -> list[Effective]:
+def effective(
+    elements: Sequence[Element],
+    environ: Mapping[str, str],
+    sources: Mapping[str, str] | None = None,
+) -> list[Effective]:
     """Every declared parameter of ``elements``, in element order, with the value the
     hooks will see and its source (the environment, an element's environment.d, the
-    declared default)."""
+    declared default).  ``sources`` names where some variables of ``environ`` came
+    from instead of "environment" (the YAML front end's ``environment:`` keys)."""
     envd = environment_d_values(elements)
+    sources = sources or {}
     out = []
     for e in elements:
         for p in e.parameters.values():
             if p.is_family:
                 members = sorted(v for v in environ if p.covers(v) and environ[v] != "")
-                out += [Effective(p, environ[v], "environment", v) for v in members]
+                out += [
+                    Effective(p, environ[v], sources.get(v, "environment"), v) for v in members
+                ]
                 if not members:
                     out.append(Effective(p, None, "unset", p.name + "*"))
                 continue
@@ -255,7 +264,7 @@ def effective(elements: Sequence[Element], environ: Mapping[str, str]) -> list[E
             if set_by is not None and (set_by[2] or value == ""):
                 out.append(Effective(p, set_by[0], f"environment.d ({set_by[1]})"))
             elif value != "":
-                out.append(Effective(p, value, "environment"))
+                out.append(Effective(p, value, sources.get(p.name, "environment")))
             elif p.default is not None:
                 out.append(Effective(p, p.default, "default"))
             else:

@@ -471,3 +471,41 @@ def test_dib_lint_checks_the_file(tmp_path: Path) -> None:
         ("e", "parameters.yaml", "parameters", ".DIB_X: 'choices' is a required property")
     ]
     assert not lint([ELEMENTS], shellcheck=False).problems
+
+
+def test_the_yaml_front_end_names_the_yaml_file_as_the_source(tmp_path: Path) -> None:
+    f = tmp_path / "images.yaml"
+    f.write_text(
+        "- imagename: one\n  elements: [debian-minimal, devuser]\n"
+        "  environment:\n    DIB_DEV_USER_USERNAME: yaml-user\n"
+        "- imagename: two\n  elements: [debian-minimal]\n  skip-base: true\n"
+    )
+    r = subprocess.run(
+        [sys.executable, str(REPO / "bin" / "diskimage-builder"), "--params", "--json", str(f)],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "ELEMENTS_PATH" and k[:4] != "DIB_"}
+        | {"DIB_DEV_USER_SHELL": "/bin/sh"},
+        cwd=REPO,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    images = json.loads(r.stdout)["images"]
+    assert [i["imagename"] for i in images] == ["one", "two"]
+    one = {p["name"]: p for p in images[0]["parameters"]}
+    assert (one["DIB_DEV_USER_USERNAME"]["value"], one["DIB_DEV_USER_USERNAME"]["source"]) == (
+        "yaml-user",
+        "YAML file",
+    )
+    assert one["DIB_DEV_USER_SHELL"]["source"] == "environment"
+    assert "DIB_DEV_USER_USERNAME" not in {p["name"] for p in images[1]["parameters"]}
+    text = subprocess.run(
+        [sys.executable, str(REPO / "bin" / "diskimage-builder"), "--params", str(f)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("image one:\nNAME ")
+    assert "\nimage two:\nNAME " in text.stdout
