@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import jsonschema
 import yaml
 
-from dibpy.errors import ElementError
+from dibpy.errors import ElementError, did_you_mean
 
 FILENAME = "parameters.yaml"
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "element-parameters.json"
@@ -73,7 +73,8 @@ class Parameter:
                 return "not a yes/no value (use 1 or 0)"
         elif self.type == "enum":
             if v not in self.choices:
-                return f"not one of {', '.join(self.choices)}"
+                near = did_you_mean(v, self.choices, n=1, quote=False)
+                return f"not one of {', '.join(self.choices)}" + (f"; {near}" if near else "")
         elif self.type == "size":
             if not _SIZE.match(v):
                 return "not a size (a number, optionally with a unit: 512M, 3G, 10GiB)"

@@ -44,21 +44,26 @@ def _wrap(bin_dir: Path, log: Path, *tools: str) -> None:
         w.chmod(0o755)
 
 
-def _build(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+def _build(
+    tmp_path: Path,
+    *args: str,
+    elements: tuple[str, ...] = ("tiny-os", "no-final-image"),
+    **extra: str,
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     log = tmp_path / "calls.log"
     _wrap(tmp_path / "wrap", log, "losetup", "mount", "umount")
     (tmp_path / "tmp").mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
     env.update(
         PATH=f"{tmp_path / 'wrap'}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
-        ELEMENTS_PATH=str(FIXTURES),
+        ELEMENTS_PATH=f"{FIXTURES}:{REPO / 'elements'}",
         TMP_DIR=str(tmp_path / "tmp"),
         DIB_IMAGE_CACHE=str(tmp_path / "cache"),
         DIB_NO_CACHE="1",
-        DIB_RELASE="trixie",
     )
+    env.update(extra or {"DIB_RELASE": "trixie"})
     r = subprocess.run(
-        [*DIC, "-n", "-o", str(tmp_path / "out" / "img"), *args, "tiny-os", "no-final-image"],
+        [*DIC, "-n", "-o", str(tmp_path / "out" / "img"), *args, *elements],
         env=env,
         capture_output=True,
         text=True,
@@ -92,3 +97,25 @@ def test_without_strict_it_warns_and_builds(tmp_path: Path, no_leaks: None) -> N
     # the same build, so the strict one above failed before what this one ran
     assert any(c.startswith("mount ") for c in calls), calls
     assert not loops_under(tmp_path) and not mounts_under(tmp_path)
+
+
+def test_a_bad_declared_value_fails_in_one_line_naming_element_and_variable(
+    tmp_path: Path, no_leaks: None
+) -> None:
+    r, calls = _build(
+        tmp_path, elements=("debian-minimal", "vm"), DIB_RELEASE="trixy", DIB_GRUB_TIMEOUT="5s"
+    )
+    text = r.stdout + r.stderr
+    assert r.returncode == 2, text
+    assert "Traceback" not in text
+    assert text.splitlines()[0] == "disk-image-create: error: 2 problems:", text
+    assert "  - element 'bootloader': DIB_GRUB_TIMEOUT='5s': not an integer (parameters.yaml)" in (
+        text.splitlines()
+    )
+    assert any(
+        ln.startswith("  - element 'debian-minimal': DIB_RELEASE='trixy': not one of bookworm")
+        and ln.endswith("did you mean trixie? (parameters.yaml)")
+        for ln in text.splitlines()
+    ), text
+    assert calls == []
+    assert list((tmp_path / "tmp").iterdir()) == []

@@ -166,8 +166,8 @@ def test_bad_values_are_all_reported_in_one_pass_before_anything_exists(tmp_path
             DIB_MY_COUNT="lots",
         )
     assert (
-        "element 'my-os': DIB_RELEASE='trixy': not one of bookworm, trixie (parameters.yaml)"
-        in e.value.problems
+        "element 'my-os': DIB_RELEASE='trixy': not one of bookworm, trixie; did you mean trixie? "
+        "(parameters.yaml)" in e.value.problems
     )
     assert (
         "element 'my-os': DIB_MY_COUNT='lots': not an integer (parameters.yaml)" in e.value.problems
@@ -185,9 +185,9 @@ def test_a_bad_shipped_release_fails_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(MultiError) as e:
         plan(cfg)
     assert e.value.problems == [
-        "element 'debian-minimal': DIB_RELEASE='trixy': not one of jessie, stretch, buster, "
-        "bullseye, bookworm, trixie, forky, duke, sid, oldoldstable, oldstable, stable, "
-        "testing, unstable (parameters.yaml)"
+        "element 'debian-minimal': DIB_RELEASE='trixy': not one of bookworm, trixie, forky, "
+        "bullseye, buster, stretch, jessie, duke, sid, stable, testing, unstable, oldstable, "
+        "oldoldstable; did you mean trixie? (parameters.yaml)"
     ]
 
 
