@@ -172,26 +172,30 @@ def load(path: Path, element: str) -> dict[str, Parameter]:
 def problems(elements: Sequence[Element], environ: Mapping[str, str]) -> list[str]:
     """One located line per declared variable of ``elements`` whose value in ``environ``
     is not valid (and per required one that is unset).  An empty value counts as unset,
-    as the hooks' ``${VAR:-default}`` read it."""
-    out = []
+    as the hooks' ``${VAR:-default}`` read it.  The same problem found by several
+    elements' declarations is one line naming them all."""
+    found: dict[str, list[str]] = {}  # the problem -> the elements that found it
     for e in elements:
         for p in e.parameters.values():
             if p.is_family:
                 for var in sorted(v for v in environ if p.covers(v) and environ[v] != ""):
                     if why := p.problem(environ[var]):
-                        out.append(f"element {e.name!r}: {var}={environ[var]!r}: {why} ({FILENAME})")
+                        found.setdefault(f"{var}={environ[var]!r}: {why}", []).append(e.name)
                 continue
             value = environ.get(p.name, "")
             if value == "":
                 if p.required:
-                    out.append(
-                        f"element {e.name!r}: {p.name} is required but not set: "
-                        f"{p.description} ({FILENAME})"
-                    )
+                    what = f"{p.name} is required but not set: {p.description}"
+                    found.setdefault(what, []).append(e.name)
                 continue
-            why = p.problem(value)
-            if why:
-                out.append(f"element {e.name!r}: {p.name}={value!r}: {why} ({FILENAME})")
+            if why := p.problem(value):
+                found.setdefault(f"{p.name}={value!r}: {why}", []).append(e.name)
+    out = []
+    for what, names in found.items():
+        who = f"element {names[0]!r}" if len(names) == 1 else "elements " + ", ".join(
+            repr(n) for n in names
+        )
+        out.append(f"{who}: {what} ({FILENAME})")
     return out
 
 

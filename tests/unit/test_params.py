@@ -509,3 +509,17 @@ def test_the_yaml_front_end_names_the_yaml_file_as_the_source(tmp_path: Path) ->
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith("image one:\nNAME ")
     assert "\nimage two:\nNAME " in text.stdout
+
+
+def test_the_same_problem_from_two_declarations_is_one_line(tmp_path: Path) -> None:
+    cfg = build_config(
+        {"output": str(tmp_path / "img")},
+        ["debian-minimal", "vm"],
+        {"ELEMENTS_PATH": str(ELEMENTS), "DIB_DEBOOTSTRAP_TOOL": "cdebootstrap"},
+    )
+    with pytest.raises(MultiError) as e:
+        plan(cfg)
+    assert e.value.problems == [
+        "elements 'debian-minimal', 'debootstrap': DIB_DEBOOTSTRAP_TOOL='cdebootstrap': not one "
+        "of debootstrap, mmdebstrap, auto; did you mean debootstrap? (parameters.yaml)"
+    ]
