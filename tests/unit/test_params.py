@@ -523,3 +523,9 @@ def test_the_same_problem_from_two_declarations_is_one_line(tmp_path: Path) -> N
         "elements 'debian-minimal', 'debootstrap': DIB_DEBOOTSTRAP_TOOL='cdebootstrap': not one "
         "of debootstrap, mmdebstrap, auto; did you mean debootstrap? (parameters.yaml)"
     ]
+
+
+def test_the_schema_is_a_valid_json_schema() -> None:
+    import jsonschema
+
+    jsonschema.Draft202012Validator.check_schema(json.loads(params.SCHEMA.read_text()))
