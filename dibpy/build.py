@@ -42,7 +42,7 @@ from dibpy.blockdev import (
 )
 from dibpy.blockdev.state import Journal
 from dibpy.config import CHECKSUMS, BuildConfig, parse_gib_size
-from dibpy.elements import find_library, package_installs, resolve
+from dibpy.elements import find_library, package_installs, params, resolve
 from dibpy.elements.model import Element
 from dibpy.elements.resolve import Resolution, default_elements
 from dibpy.errors import ConfigError, DibpyError, MultiError
@@ -172,11 +172,7 @@ def plan(cfg: BuildConfig) -> Plan:
     for warning in inapplicable_options(cfg, no_final):
         LOG.warning("%s", warning)
     if resolution is not None:
-        # a misspelt variable is otherwise ignored without a word
-        for warning in envcheck.unread_variables(
-            cfg.environ, [e.path for e in resolution.elements]
-        ):
-            LOG.warning("%s", warning)
+        check_parameters(cfg, resolution.elements, problems, hints)
     try:
         outputs_mod.validate([p for p, _ in outputs], output_options(cfg))
     except ConfigError as e:
@@ -227,6 +223,35 @@ def plan(cfg: BuildConfig) -> Plan:
         os_family=family,
         root_fs_type=root_fs_type,
     )
+
+
+def check_parameters(
+    cfg: BuildConfig, elements: Sequence[Element], problems: list[str], hints: list[str]
+) -> None:
+    """The variables of the build against the elements' parameters.yaml, and the
+    ``DIB_*`` variables nothing reads (warnings; problems with ``--strict``)."""
+    declared: set[str] = set()
+    bad: list[str] = []
+    readable = []
+    for e in elements:
+        try:
+            declared.update(e.parameters)
+            readable.append(e)
+        except ConfigError as err:
+            bad.append(err.message)
+    bad += params.problems(readable, cfg.environ)
+    problems += bad
+    if bad:
+        hints.append("element-info --params ELEMENTS shows each variable's type and default")
+    # a misspelt variable is otherwise ignored without a word
+    unread = envcheck.unread_variables(cfg.environ, [e.path for e in elements], declared)
+    if cfg.strict:
+        problems += unread
+        if unread:
+            hints.append("unset them, or build without --strict (DIB_STRICT=0)")
+    else:
+        for warning in unread:
+            LOG.warning("%s", warning)
 
 
 def image_os_family(elements: Sequence[Element], packages: Sequence[str] = ()) -> str:

@@ -19,8 +19,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         description="Build a disk image from a list of elements (diskimage-builder compatible).",
         epilog="Environment: DIB_RELEASE, DIB_DISTRIBUTION_MIRROR, DIB_IMAGE_CACHE, "
         "ELEMENTS_PATH, DIB_BLOCK_DEVICE_CONFIG, FS_TYPE, DIB_ROOT_LABEL, TMP_DIR, "
-        "OVERWRITE_OLD_IMAGE, DIB_DEBUG_TRACE, DIB_OFFLINE, break=before-PHASE|after-PHASE|"
-        "after-error.",
+        "OVERWRITE_OLD_IMAGE, DIB_DEBUG_TRACE, DIB_OFFLINE, DIB_STRICT, "
+        "break=before-PHASE|after-PHASE|after-error.  The variables the elements read: "
+        "element-info --params ELEMENTS.",
     )
     for s in SETTINGS:
         if not s.flags:
