@@ -239,12 +239,13 @@ def check_parameters(
             readable.append(e)
         except ConfigError as err:
             bad.append(err.message)
-    bad += params.problems(readable, cfg.environ)
+    unknown: list[str] = []
+    bad += params.problems(readable, cfg.environ, unknown)
     problems += bad
     if bad:
         hints.append("element-info --params ELEMENTS shows each variable's type and default")
     # a misspelt variable is otherwise ignored without a word
-    unread = envcheck.unread_variables(cfg.environ, [e.path for e in elements], declared)
+    unread = unknown + envcheck.unread_variables(cfg.environ, [e.path for e in elements], declared)
     if cfg.strict:
         problems += unread
         if unread:

@@ -46,6 +46,10 @@ class Parameter:
     required: bool = False
     min: int | None = None
     max: int | None = None
+    #: an enum whose choices are the known values, not the only ones (a release name:
+    #: a private mirror may have others): another value is a warning, an error with
+    #: --strict
+    open: bool = False
 
     @property
     def is_family(self) -> bool:
@@ -165,16 +169,23 @@ def load(path: Path, element: str) -> dict[str, Parameter]:
             required=bool(decl.get("required", False)),
             min=decl.get("min"),
             max=decl.get("max"),
+            open=bool(decl.get("open", False)),
         )
     return params
 
 
-def problems(elements: Sequence[Element], environ: Mapping[str, str]) -> list[str]:
+def problems(
+    elements: Sequence[Element],
+    environ: Mapping[str, str],
+    warnings: list[str] | None = None,
+) -> list[str]:
     """One located line per declared variable of ``elements`` whose value in ``environ``
     is not valid (and per required one that is unset).  An empty value counts as unset,
     as the hooks' ``${VAR:-default}`` read it.  The same problem found by several
-    elements' declarations is one line naming them all."""
+    elements' declarations is one line naming them all.  An ``open`` enum's unknown
+    value goes to ``warnings`` instead (or is dropped when that is None)."""
     found: dict[str, list[str]] = {}  # the problem -> the elements that found it
+    unknown: dict[str, list[str]] = {}  # the same, for open enums
     for e in elements:
         for p in e.parameters.values():
             if p.is_family:
@@ -189,7 +200,17 @@ def problems(elements: Sequence[Element], environ: Mapping[str, str]) -> list[st
                     found.setdefault(what, []).append(e.name)
                 continue
             if why := p.problem(value):
-                found.setdefault(f"{p.name}={value!r}: {why}", []).append(e.name)
+                if p.open:
+                    why = why.replace("not one of", "not a value known to be valid:", 1)
+                (unknown if p.open else found).setdefault(f"{p.name}={value!r}: {why}", []).append(
+                    e.name
+                )
+    if warnings is not None:
+        warnings += _located(unknown)
+    return _located(found)
+
+
+def _located(found: Mapping[str, list[str]]) -> list[str]:
     out = []
     for what, names in found.items():
         who = f"element {names[0]!r}" if len(names) == 1 else "elements " + ", ".join(

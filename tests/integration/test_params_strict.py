@@ -103,7 +103,10 @@ def test_a_bad_declared_value_fails_in_one_line_naming_element_and_variable(
     tmp_path: Path, no_leaks: None
 ) -> None:
     r, calls = _build(
-        tmp_path, elements=("debian-minimal", "vm"), DIB_RELEASE="trixy", DIB_GRUB_TIMEOUT="5s"
+        tmp_path,
+        elements=("debian-minimal", "vm"),
+        DIB_DEBOOTSTRAP_TOOL="mmdebstrapp",
+        DIB_GRUB_TIMEOUT="5s",
     )
     text = r.stdout + r.stderr
     assert r.returncode == 2, text
@@ -113,8 +116,10 @@ def test_a_bad_declared_value_fails_in_one_line_naming_element_and_variable(
         text.splitlines()
     )
     assert any(
-        ln.startswith("  - element 'debian-minimal': DIB_RELEASE='trixy': not one of bookworm")
-        and ln.endswith("did you mean trixie? (parameters.yaml)")
+        ln.startswith(
+            "  - elements 'debian-minimal', 'debootstrap': DIB_DEBOOTSTRAP_TOOL='mmdebstrapp':"
+        )
+        and ln.endswith("did you mean mmdebstrap? (parameters.yaml)")
         for ln in text.splitlines()
     ), text
     assert calls == []

@@ -176,19 +176,40 @@ def test_bad_values_are_all_reported_in_one_pass_before_anything_exists(tmp_path
     assert not list(tmp_path.glob("dib_build.*"))
 
 
-def test_a_bad_shipped_release_fails_in_one_line(tmp_path: Path) -> None:
+def test_a_bad_shipped_value_fails_in_one_line(tmp_path: Path) -> None:
     cfg = build_config(
         {"output": str(tmp_path / "img")},
         ["debian-minimal", "vm"],
-        {"ELEMENTS_PATH": str(ELEMENTS), "DIB_RELEASE": "trixy"},
+        {"ELEMENTS_PATH": str(ELEMENTS), "DIB_DEBOOTSTRAP_TOOL": "mmdebstrapp"},
     )
     with pytest.raises(MultiError) as e:
         plan(cfg)
     assert e.value.problems == [
-        "element 'debian-minimal': DIB_RELEASE='trixy': not one of bookworm, trixie, forky, "
-        "bullseye, buster, stretch, jessie, duke, sid, stable, testing, unstable, oldstable, "
-        "oldoldstable; did you mean trixie? (parameters.yaml)"
+        "elements 'debian-minimal', 'debootstrap': DIB_DEBOOTSTRAP_TOOL='mmdebstrapp': not one "
+        "of debootstrap, mmdebstrap, auto; did you mean mmdebstrap? (parameters.yaml)"
     ]
+
+
+RELEASE_WARNING = (
+    "element 'debian-minimal': DIB_RELEASE='trixy': not a value known to be valid: bookworm, "
+    "trixie, forky, bullseye, buster, stretch, jessie, duke, sid, stable, testing, unstable, "
+    "oldstable, oldoldstable; did you mean trixie? (parameters.yaml)"
+)
+
+
+def test_an_unknown_release_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A release name debian-minimal does not know may be a private mirror's suite: the
+    build goes on with a did-you-mean warning; --strict refuses it."""
+    env = {"ELEMENTS_PATH": str(ELEMENTS), "DIB_RELEASE": "trixy"}
+    with caplog.at_level(logging.WARNING, logger="dibpy"):
+        plan(build_config({"output": str(tmp_path / "img")}, ["debian-minimal", "vm"], env))
+    assert RELEASE_WARNING in caplog.messages
+    strict = build_config(
+        {"output": str(tmp_path / "img"), "strict": True}, ["debian-minimal", "vm"], env
+    )
+    with pytest.raises(MultiError) as e:
+        plan(strict)
+    assert e.value.problems == [RELEASE_WARNING]
 
 
 def test_a_required_parameter_that_is_unset_is_named(tmp_path: Path) -> None:
