@@ -188,7 +188,11 @@ def plan(cfg: BuildConfig) -> Plan:
     root_fs_type = ""
     if resolution is not None and not no_final:
         try:
-            bd_text, bd_origin = config_source(resolution.elements, cfg.arch, cfg.environ)
+            bd_text, bd_origin = config_source(
+                resolution.elements,
+                cfg.arch,
+                {"DIB_BLOCK_DEVICE_CONFIG": cfg.block_device_config or ""},
+            )
             # structure, names, labels and plugins are checked now; sizes once known
             planned = load_config(
                 bd_text, _bd_params(cfg, Path("/nonexistent"), 8 * GIB), origin=bd_origin

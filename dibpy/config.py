@@ -8,6 +8,7 @@ starts, and all bad values are reported together.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import re
@@ -15,7 +16,7 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 from dibpy.errors import ConfigError, MultiError
 
@@ -150,10 +151,15 @@ def parse_types(value: str) -> tuple[str, ...]:
     return types
 
 
-def parse_install_type(value: str) -> str:
-    if value not in ("source", "package"):
+#: the closed vocabularies of settings (a parser and the BuildConfig field share them)
+InstallType = Literal["source", "package"]
+FsType = Literal["ext2", "ext3", "ext4", "xfs", "btrfs", "vfat"]
+
+
+def parse_install_type(value: str) -> InstallType:
+    if value not in get_args(InstallType):
         raise ValueError(f"{value!r} is not an install type (source or package)")
-    return value
+    return cast(InstallType, value)
 
 
 def parse_qemu_img_options(value: str) -> str:
@@ -171,10 +177,10 @@ def parse_break(value: str) -> tuple[str, ...]:
     return out
 
 
-def parse_fs_type(value: str) -> str:
-    if value not in ("ext2", "ext3", "ext4", "xfs", "btrfs", "vfat"):
+def parse_fs_type(value: str) -> FsType:
+    if value not in get_args(FsType):
         raise ValueError(f"{value!r} is not a root filesystem type (ext2/3/4, xfs, btrfs)")
-    return value
+    return cast(FsType, value)
 
 
 def _user_path(value: str) -> Path:
@@ -206,17 +212,41 @@ class Setting:
     flags: tuple[str, ...] = ()
     env: str | None = None
     parse: Callable[[str], Any] | None = None
-    default: Any = None
     help: str = ""
     metavar: str | None = None
     #: "store" (takes a value), "flag" (boolean), "count", "append"
     kind: str = "store"
     #: other variables diskimage-builder reads for the same setting (after ``env``)
     env_aliases: tuple[str, ...] = ()
+    #: its key in diskimage-builder's YAML image files (dibpy.yamlbuild)
+    yaml: str | None = None
+    #: how that key's value becomes arguments, when not what ``kind`` implies
+    #: ("value", "switch", "count", "list": FLAG A,B, "map": FLAG K=V,K2=V2)
+    yaml_kind: str | None = None
+
+    @property
+    def yaml_argument(self) -> str:
+        """How the YAML front end passes this setting's value (see ``yaml_kind``)."""
+        implied = {"flag": "switch", "count": "count", "append": "list"}
+        return self.yaml_kind or implied.get(self.kind, "value")
 
     @property
     def env_names(self) -> tuple[str, ...]:
         return ((self.env,) if self.env else ()) + self.env_aliases
+
+    @property
+    def field(self) -> dataclasses.Field[Any]:
+        """Its :class:`BuildConfig` field: the type and default live there only."""
+        return {f.name: f for f in dataclasses.fields(BuildConfig)}[self.dest]
+
+    @property
+    def default(self) -> Any:
+        f = self.field
+        if f.default is not dataclasses.MISSING:
+            return f.default
+        if f.default_factory is not dataclasses.MISSING:
+            return f.default_factory()
+        return None
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -225,172 +255,195 @@ SETTINGS: tuple[Setting, ...] = (
         ("-o",),
         "IMAGE_NAME",
         str,
-        "image",
         "output image name (and path)",
         "NAME",
+        yaml="imagename",
     ),
     Setting(
         "image_types",
         ("-t",),
         None,
         parse_types,
-        ("qcow2",),
         "comma-separated output types (default qcow2)",
         "TYPES",
+        yaml="types",
+        yaml_kind="list",
     ),
     Setting(
-        "arch", ("-a",), "ARCH", parse_arch, None, "target architecture (default: host)", "ARCH"
+        "arch",
+        ("-a",),
+        "ARCH",
+        parse_arch,
+        "target architecture (default: host)",
+        "ARCH",
+        yaml="arch",
     ),
     Setting(
         "debug_trace",
         ("-x",),
         "DIB_DEBUG_TRACE",
         parse_positive_int,
-        0,
         "trace hooks (repeat for more)",
         kind="count",
+        yaml="debug-trace",
     ),
     Setting(
-        "uncompressed", ("-u",), None, None, False, "do not compress qcow2 output", kind="flag"
+        "uncompressed",
+        ("-u",),
+        None,
+        None,
+        "do not compress qcow2 output",
+        kind="flag",
+        yaml="uncompressed",
     ),
-    Setting("clear_env", ("-c",), None, None, False, "clear the environment first", kind="flag"),
-    Setting("skip_base", ("-n",), None, None, False, "do not add the base element", kind="flag"),
+    Setting(
+        "clear_env", ("-c",), None, None, "clear the environment first", kind="flag", yaml="clear"
+    ),
+    Setting(
+        "skip_base",
+        ("-n",),
+        None,
+        None,
+        "do not add the base element",
+        kind="flag",
+        yaml="skip-base",
+    ),
     Setting(
         "packages",
         ("-p",),
         None,
         str,
-        (),
         "extra packages to install (repeatable, comma list)",
         "PKGS",
         kind="append",
+        yaml="packages",
     ),
     Setting(
         "checksum",
         ("--checksum",),
         "DIB_CHECKSUM",
         parse_checksum,
-        (),
         "write .md5 and .sha256 files (DIB_CHECKSUM=md5 or sha256 for one)",
         kind="flag",
+        yaml="checksum",
     ),
     Setting(
         "image_size",
         ("--image-size",),
         "DIB_IMAGE_SIZE",
         parse_gib_size,
-        None,
         "image size in GiB (or with a unit: 3G, 2500M)",
         "SIZE",
+        yaml="image-size",
     ),
     Setting(
         "image_extra_size",
         ("--image-extra-size",),
         "DIB_IMAGE_EXTRA_SIZE",
         parse_mib_size,
-        None,
         "extra space in MB beyond the tree's size (instead of the tree / 0.6)",
         "SIZE",
+        yaml="image-extra-size",
     ),
     Setting(
         "image_cache",
         ("--image-cache",),
         "DIB_IMAGE_CACHE",
         _user_path,
-        Path("~/.cache/image-create").expanduser(),
         "cache directory",
         "DIR",
+        yaml="image-cache",
     ),
     Setting(
         "max_online_resize",
         ("--max-online-resize",),
         "MAX_ONLINE_RESIZE",
         parse_positive_int,
-        None,
         "largest size (in fs blocks) to allow online resize to",
         "N",
+        yaml="max-online-resize",
     ),
     Setting(
         "min_tmpfs",
         ("--min-tmpfs",),
         "DIB_MIN_TMPFS",
         parse_positive_int,
-        2,
         "minimum tmpfs size in GiB for the build dir",
         "GB",
+        yaml="min-tmpfs",
     ),
     Setting(
         "no_tmpfs",
         ("--no-tmpfs",),
         "DIB_NO_TMPFS",
         parse_bool,
-        False,
         "do not build in tmpfs",
         kind="flag",
+        yaml="no-tmpfs",
     ),
     Setting(
         "mkfs_options",
         ("--mkfs-options",),
         "DIB_MKFS_OPTS",
         str,
-        "",
         "extra options for the root mkfs",
         "OPTS",
         env_aliases=("MKFS_OPTS",),
+        yaml="mkfs-options",
     ),
     Setting(
         "mkfs_journal_size",
         ("--mkfs-journal-size",),
         "DIB_JOURNAL_SIZE",
         parse_positive_int,
-        None,
         "ext4 journal size in MiB",
         "MB",
+        yaml="mkfs-journal-size",
     ),
     Setting(
         "qemu_img_options",
         ("--qemu-img-options",),
         "DIB_QEMU_IMG_OPTIONS",
         parse_qemu_img_options,
-        "",
         "qemu-img -o options (k=v,...)",
         "OPTS",
         env_aliases=("QEMU_IMG_OPTIONS",),
+        yaml="qemu-img-options",
+        yaml_kind="map",
     ),
     Setting(
         "root_label",
         ("--root-label",),
         "DIB_ROOT_LABEL",
         str,
-        None,
         "root filesystem label (default cloudimg-rootfs; img-rootfs for xfs)",
         "LABEL",
         env_aliases=("ROOT_LABEL",),
+        yaml="root-label",
     ),
     Setting(
         "ramdisk_element",
         ("--ramdisk-element",),
         "RAMDISK_ELEMENT",
         str,
-        "ramdisk",
         "the element a ramdisk build adds",
         "ELEMENT",
+        yaml="ramdisk-element",
     ),
     Setting(
         "install_type",
         ("--install-type",),
         "DIB_DEFAULT_INSTALLTYPE",
         parse_install_type,
-        "source",
         "default install type (source or package)",
         "TYPE",
+        yaml="install-type",
     ),
     Setting(
         "no_cache",
         ("--no-cache",),
         "DIB_NO_CACHE",
         parse_bool,
-        False,
         "build from scratch: do not reuse a cached tree or bootstrap",
         kind="flag",
     ),
@@ -399,42 +452,40 @@ SETTINGS: tuple[Setting, ...] = (
         (),
         "DIB_TREE_CACHE_MAX_AGE",
         _parse_age,
-        24 * 3600,
     ),
     Setting(
         "docker_target",
         ("--docker-target",),
         "DIB_DOCKER_TARGET",
         str,
-        None,
         "REPOSITORY[:TAG] for -t docker",
         "TARGET",
         env_aliases=("DOCKER_TARGET",),
+        yaml="docker-target",
     ),
     Setting(
         "logfile",
         ("--logfile",),
         "LOGFILE",
         Path,
-        None,
         "write the log here (quiet console)",
         "FILE",
+        yaml="logfile",
     ),
     Setting(
         "offline",
         ("--offline",),
         "DIB_OFFLINE",
         parse_bool,
-        False,
         "build from caches, no network",
         kind="flag",
+        yaml="offline",
     ),
     Setting(
         "boot_test",
         ("--boot-test",),
         None,
         None,
-        False,
         "boot the image in QEMU afterwards and wait for a login prompt",
         kind="flag",
     ),
@@ -443,18 +494,17 @@ SETTINGS: tuple[Setting, ...] = (
         ("--strict",),
         "DIB_STRICT",
         parse_bool,
-        False,
         "a DIB_* variable no element of the build reads is an error, not a warning",
         kind="flag",
     ),
-    Setting("fs_type", (), "FS_TYPE", parse_fs_type, "ext4"),
-    Setting("tmp_dir", (), "TMP_DIR", Path, Path("/tmp")),
-    Setting("overwrite_old_image", (), "OVERWRITE_OLD_IMAGE", parse_bool, False),
-    Setting("block_device_config", (), "DIB_BLOCK_DEVICE_CONFIG", str, None),
-    Setting("block_size", (), "DIB_BLOCK_SIZE", parse_block_size, None),
-    Setting("breaks", (), "break", parse_break, ()),
-    Setting("release", (), "DIB_RELEASE", parse_release, None),
-    Setting("mirror", (), "DIB_DISTRIBUTION_MIRROR", str, None),
+    Setting("fs_type", (), "FS_TYPE", parse_fs_type),
+    Setting("tmp_dir", (), "TMP_DIR", Path),
+    Setting("overwrite_old_image", (), "OVERWRITE_OLD_IMAGE", parse_bool),
+    Setting("block_device_config", (), "DIB_BLOCK_DEVICE_CONFIG", str),
+    Setting("block_size", (), "DIB_BLOCK_SIZE", parse_block_size),
+    Setting("breaks", (), "break", parse_break),
+    Setting("release", (), "DIB_RELEASE", parse_release),
+    Setting("mirror", (), "DIB_DISTRIBUTION_MIRROR", str),
 )
 
 
@@ -465,7 +515,8 @@ class BuildConfig:
     elements: tuple[str, ...]
     image_name: str = "image"
     image_types: tuple[str, ...] = ("qcow2",)
-    arch: str = "amd64"
+    #: build_config sets the host's architecture when none is given
+    arch: str = field(default="amd64", metadata={"doc_default": "the host's"})
     debug_trace: int = 0
     uncompressed: bool = False
     clear_env: bool = False
@@ -484,7 +535,7 @@ class BuildConfig:
     qemu_img_options: str = ""
     root_label: str | None = None
     ramdisk_element: str = "ramdisk"
-    install_type: str = "source"
+    install_type: InstallType = "source"
     no_cache: bool = False
     tree_cache_max_age: int = 24 * 3600
     docker_target: str | None = None
@@ -493,7 +544,7 @@ class BuildConfig:
     boot_test: bool = False
     #: --strict / DIB_STRICT: an unread DIB_* variable fails the build in validation
     strict: bool = False
-    fs_type: str = "ext4"
+    fs_type: FsType = "ext4"
     tmp_dir: Path = Path("/tmp")
     overwrite_old_image: bool = False
     block_device_config: str | None = None

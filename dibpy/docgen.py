@@ -29,6 +29,8 @@ def _cell(text: str) -> str:
 
 
 def _default(s: Setting) -> str:
+    if "doc_default" in s.field.metadata:
+        return str(s.field.metadata["doc_default"])
     if s.kind == "flag":
         return "off"
     if s.default is None or s.default == "" or s.default == ():

@@ -33,43 +33,32 @@ import yaml
 
 import dibpy
 from dibpy import mounts
+from dibpy.config import SETTINGS
 from dibpy.errors import MultiError
 
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "diskimage-builder.json"
 
-#: YAML key -> (disk-image-create flag, how the value becomes arguments), in the order
-#: diskimage-builder writes them.  "value": FLAG VALUE; "switch": FLAG when true;
-#: "count": FLAG repeated VALUE times; "list": FLAG A,B; "map": FLAG K=V,K2=V2;
-#: "positional": the values themselves; "none": no argument (environment, ramdisk).
-KEYS: dict[str, tuple[str, str]] = {
-    "imagename": ("-o", "value"),
-    "arch": ("-a", "value"),
-    "types": ("-t", "list"),
+#: the YAML keys in the order diskimage-builder writes their arguments (so that
+#: --dry-run prints its command lines)
+ORDER = (
+    "imagename", "arch", "types", "environment", "ramdisk", "debug-trace", "uncompressed",
+    "clear", "logfile", "checksum", "image-size", "image-extra-size", "image-cache",
+    "max-online-resize", "min-tmpfs", "mkfs-journal-size", "mkfs-options", "no-tmpfs",
+    "offline", "qemu-img-options", "root-label", "ramdisk-element", "install-type",
+    "docker-target", "packages", "skip-base", "elements",
+)  # fmt: skip
+_FRONT_END = {
     "environment": ("", "none"),
     "ramdisk": ("", "none"),
-    "debug-trace": ("-x", "count"),
-    "uncompressed": ("-u", "switch"),
-    "clear": ("-c", "switch"),
-    "logfile": ("--logfile", "value"),
-    "checksum": ("--checksum", "switch"),
-    "image-size": ("--image-size", "value"),
-    "image-extra-size": ("--image-extra-size", "value"),
-    "image-cache": ("--image-cache", "value"),
-    "max-online-resize": ("--max-online-resize", "value"),
-    "min-tmpfs": ("--min-tmpfs", "value"),
-    "mkfs-journal-size": ("--mkfs-journal-size", "value"),
-    "mkfs-options": ("--mkfs-options", "value"),
-    "no-tmpfs": ("--no-tmpfs", "switch"),
-    "offline": ("--offline", "switch"),
-    "qemu-img-options": ("--qemu-img-options", "map"),
-    "root-label": ("--root-label", "value"),
-    "ramdisk-element": ("--ramdisk-element", "value"),
-    "install-type": ("--install-type", "value"),
-    "docker-target": ("--docker-target", "value"),
-    "packages": ("-p", "list"),
-    "skip-base": ("-n", "switch"),
     "elements": ("", "positional"),
 }
+_FROM_SETTINGS = {s.yaml: (s.flags[0], s.yaml_argument) for s in SETTINGS if s.yaml}
+#: YAML key -> (disk-image-create flag, how the value becomes arguments): a build
+#: setting's from its declaration in dibpy.config.SETTINGS (``yaml``, ``yaml_argument``),
+#: the rest the front end's own.  "value": FLAG VALUE; "switch": FLAG when true;
+#: "count": FLAG repeated VALUE times; "list": FLAG A,B; "map": FLAG K=V,K2=V2;
+#: "positional": the values themselves; "none": no argument (environment, ramdisk).
+KEYS: dict[str, tuple[str, str]] = {k: {**_FROM_SETTINGS, **_FRONT_END}[k] for k in ORDER}
 
 #: the child runs this dibpy's disk-image-create, importing it from where we did
 _CHILD = (

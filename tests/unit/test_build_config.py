@@ -228,3 +228,78 @@ def test_dib_block_size_is_checked_and_reaches_the_loop_device(tmp_path: Path) -
     assert load_config(text, plain, host_checks=False).nodes["image0"].block_size == 4096  # type: ignore[attr-defined]
     text = "- local_loop: {name: image0}"
     assert load_config(text, plain, host_checks=False).nodes["image0"].block_size == 512  # type: ignore[attr-defined]
+
+
+# -- one declaration per setting --------------------------------------------------------
+
+
+def test_each_setting_is_one_build_config_field_and_back() -> None:
+    """Every setting's destination is a BuildConfig field (whose default is the only
+    one), and every field but the build's own facts is a setting."""
+    import dataclasses
+
+    from dibpy.config import SETTINGS, BuildConfig
+
+    fields = {f.name for f in dataclasses.fields(BuildConfig)}
+    dests = [s.dest for s in SETTINGS]
+    assert len(dests) == len(set(dests))
+    assert set(dests) <= fields
+    assert fields - set(dests) == {"elements", "environ", "argv", "ramdisk"}
+
+
+def test_the_yaml_front_end_keys_come_from_the_settings() -> None:
+    from dibpy import yamlbuild
+    from dibpy.config import SETTINGS
+
+    assert set(yamlbuild.KEYS) == set(yamlbuild.ORDER)
+    for s in SETTINGS:
+        if s.yaml:
+            assert yamlbuild.KEYS[s.yaml] == (s.flags[0], s.yaml_argument), s.dest
+
+
+#: a value for each setting that has both a flag and a variable, as a user would type it
+ROUND_TRIP = {
+    "image_name": "/tmp/x/img",
+    "arch": "arm64",
+    "debug_trace": "2",
+    "checksum": "1",
+    "image_size": "3",
+    "image_extra_size": "200",
+    "image_cache": "/var/cache/dib",
+    "max_online_resize": "1000",
+    "min_tmpfs": "4",
+    "mkfs_options": "-O ^has_journal",
+    "mkfs_journal_size": "32",
+    "qemu_img_options": "compat=1.1,cluster_size=2M",
+    "root_label": "myroot",
+    "ramdisk_element": "dracut-ramdisk",
+    "install_type": "package",
+    "no_cache": "1",
+    "docker_target": "repo/img:tag",
+    "logfile": "/tmp/x/build.log",
+    "offline": "1",
+    "strict": "1",
+    "no_tmpfs": "1",
+}
+
+
+@pytest.mark.parametrize("dest", sorted(ROUND_TRIP))
+def test_a_flag_and_its_variable_give_the_same_setting(dest: str, tmp_path: Path) -> None:
+    """Round trip: the value given by flag, by each of its variables, and the default."""
+    from dibpy.config import SETTINGS
+
+    (s,) = [s for s in SETTINGS if s.dest == dest]
+    assert s.flags and s.env_names, dest
+    value = ROUND_TRIP[dest]
+    if s.kind == "flag":
+        cli: object = True
+    elif s.kind == "count":
+        cli = int(value)
+    else:
+        cli = value
+    by_flag = getattr(build_config({s.dest: cli}, ["x"], {}), dest)
+    for var in s.env_names:
+        assert getattr(build_config({}, ["x"], {var: value}), dest) == by_flag, var
+    assert by_flag != s.default, dest
+    if dest != "arch":  # the host's when not given
+        assert getattr(build_config({}, ["x"], {}), dest) == s.default, dest
