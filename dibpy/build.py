@@ -61,6 +61,16 @@ GIB = 1024**3
 MIB = 1024**2
 
 
+#: the host programs every build runs -> the Debian package that has each
+HOST_TOOL_PACKAGES = {
+    "chroot": "coreutils",
+    "mount": "mount",
+    "umount": "mount",
+    "losetup": "mount",
+    "qemu-img": "qemu-utils",
+}
+
+
 @dataclass
 class StageTimer:
     """Wall time of each build stage, for the log, the manifest and bench/."""
@@ -177,12 +187,14 @@ def plan(cfg: BuildConfig) -> Plan:
         outputs_mod.validate([p for p, _ in outputs], output_options(cfg))
     except ConfigError as e:
         note(e)
-    missing = [t for t in ("chroot", "mount", "umount", "losetup") if shutil.which(t) is None]
-    if any(p.name != "raw" for p, _ in outputs) and shutil.which("qemu-img") is None:
-        missing.append("qemu-img")
+    needed = ["chroot", "mount", "umount", "losetup"]
+    if any(p.name != "raw" for p, _ in outputs):
+        needed.append("qemu-img")
+    missing = [t for t in needed if shutil.which(t) is None]
     if missing:
-        problems.append(f"required host programs missing: {', '.join(missing)}")
-        hints.append("install them (the README lists the host packages)")
+        named = ", ".join(f"{t} (Debian package {HOST_TOOL_PACKAGES[t]})" for t in missing)
+        problems.append(f"required host program missing: {named}")
+        hints.append("install it (./dev setup installs every host package)")
     bd_text: str | None = None
     bd_origin = ""
     if resolution is not None and not no_final:
@@ -464,7 +476,7 @@ class Build:
         if os.geteuid() != 0:
             # found now, not as the first mount's failure
             raise DibpyError(
-                "building an image needs root: it makes loop devices, mounts and chroots",
+                "must run as root (loop devices, mounts, chroot)",
                 hint="run it as root (dibpy needs no sudo); element-info and dib-lint do not",
             )
         with self.stack:

@@ -6,7 +6,8 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+import textwrap
+from collections.abc import Callable, Iterable, Sequence
 
 from dibpy.errors import DibpyError, Interrupted
 from dibpy.log import setup_logging
@@ -14,6 +15,69 @@ from dibpy.log import setup_logging
 LOG = logging.getLogger("dibpy")
 
 Main = Callable[[Sequence[str]], int | None]
+
+
+def static_docs() -> bool:
+    """True while the man pages are generated: help text must then not depend on this
+    host or on the plugins installed beside dibpy."""
+    return bool(os.environ.get("DIBPY_STATIC_DOCS"))
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Fills prose paragraphs to the terminal's width, keeps indented lines (examples,
+    tables) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out: list[str] = []
+        prose: list[str] = []
+
+        def flush() -> None:
+            if prose:
+                out.append(
+                    textwrap.fill(
+                        " ".join(prose), width, initial_indent=indent, subsequent_indent=indent
+                    )
+                )
+                prose.clear()
+
+        for line in text.splitlines():
+            if not line.strip():
+                flush()
+                out.append("")
+            elif line.startswith(" ") or line.endswith(":"):
+                flush()
+                out.append(indent + line)
+            else:
+                prose.append(line.strip())
+        flush()
+        return "\n".join(out)
+
+
+def examples(*pairs: tuple[str, str]) -> str:
+    """The ``examples:`` section of a command's epilog: each command line, then what it does."""
+    lines = ["examples:"]
+    for cmd, what in pairs:
+        lines += [f"  {cmd}", f"      {what}"]
+    return "\n".join(lines)
+
+
+def make_parser(
+    prog: str,
+    description: str,
+    examples_text: str,
+    epilog: Iterable[str] = (),
+    **kw: object,
+) -> argparse.ArgumentParser:
+    """Every command's parser: its description, then after the options the given epilog
+    sections and its examples (``--help`` and the man pages show the same)."""
+    sections = [*epilog, examples_text]
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog="\n\n".join(s for s in sections if s),
+        formatter_class=HelpFormatter,
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 def add_version(parser: argparse.ArgumentParser) -> None:

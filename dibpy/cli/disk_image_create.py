@@ -3,24 +3,94 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from dibpy import DIB_COMPAT_VERSION
-from dibpy.cli import entry
-from dibpy.config import SETTINGS, build_config
+from dibpy.cli import entry, examples, make_parser
+from dibpy.config import SETTINGS, arch_aliases, build_config
 from dibpy.log import setup_logging
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description="Build a disk image from a list of elements (diskimage-builder compatible).",
-        epilog="Environment: DIB_RELEASE, DIB_DISTRIBUTION_MIRROR, DIB_IMAGE_CACHE, "
-        "ELEMENTS_PATH, DIB_BLOCK_DEVICE_CONFIG, FS_TYPE, DIB_ROOT_LABEL, TMP_DIR, "
-        "OVERWRITE_OLD_IMAGE, DIB_DEBUG_TRACE, DIB_OFFLINE, break=before-PHASE|after-PHASE|"
-        "after-error.",
+def _default_text(value: object) -> str | None:
+    if value is None or value == () or value == "" or value is False:
+        return None
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, Path):
+        home = str(Path.home())
+        text = str(value)
+        return "~" + text[len(home) :] if text.startswith(home + "/") else text
+    return str(value)
+
+
+def output_types() -> list[str]:
+    """The -t types: dibpy's own and every installed ``dibpy.output`` plugin's (only
+    dibpy's for the man pages, which must not depend on what else is installed)."""
+    from dibpy import outputs
+    from dibpy.cli import static_docs
+
+    names = set(outputs.BUILTINS)
+    if not static_docs():
+        names |= set(outputs.available())
+    return sorted(names)
+
+
+def epilog_sections() -> list[str]:
+    """The output types, architectures and variables, from the code that reads them."""
+    types = ", ".join(output_types())
+    arches = ", ".join(
+        a if not aliases else f"{a} ({', '.join(aliases)})"
+        for a, aliases in sorted(arch_aliases().items())
+    )
+    rows = []
+    for s in SETTINGS:
+        if not s.env:
+            continue
+        where = f" ({s.flags[0]})" if s.flags else ""
+        default = _default_text(s.default)
+        rows.append(f"  {s.env}{where}" + (f"  [default: {default}]" if default else ""))
+    rows.append("  DIB_QUIET  1: warnings and errors only on the console (0: all)")
+    return [
+        f"output types (-t, comma-separated; default qcow2):\n  {types}",
+        "architectures (-a; default: the host's):\n"
+        + textwrap.fill(arches, 76, initial_indent="  ", subsequent_indent="  "),
+        "environment (a flag wins over its variable):\n" + "\n".join(rows),
+    ]
+
+
+def build_parser(prog: str = "disk-image-create") -> argparse.ArgumentParser:
+    ramdisk = "ramdisk" in prog
+    what = "a ramdisk (kernel and initramfs)" if ramdisk else "a disk image"
+    name = prog
+    ex = (
+        examples(
+            (f"{name} -o ironic-agent ironic-python-agent-ramdisk debian", "an IPA ramdisk"),
+            (f"{name} -o deploy -a arm64 ubuntu", "a ramdisk for arm64"),
+        )
+        if ramdisk
+        else examples(
+            (f"{name} -o debian debian-minimal vm", "a Debian qcow2 disk image for a VM"),
+            (
+                f"DIB_RELEASE=trixie {name} -t raw,qcow2 -o trixie debian-minimal vm",
+                "another release, two output types",
+            ),
+            (
+                f"{name} -o dev --boot-test debian-minimal vm devuser",
+                "build, then boot it in QEMU to a login prompt",
+            ),
+            (f"{name} -q -o quiet debian-minimal vm", "warnings and errors only"),
+        )
+    )
+    p = make_parser(
+        prog,
+        f"Build {what} from a list of elements (diskimage-builder compatible).",
+        ex,
+        epilog_sections(),
     )
     for s in SETTINGS:
         if not s.flags:
@@ -36,11 +106,34 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         else:
             kw["metavar"] = s.metavar
         p.add_argument(*s.flags, **kw)  # type: ignore[arg-type]
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        default=0,
+        help="warnings and errors only on the console (-qq: errors only); as DIB_QUIET=1",
+    )
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="debug messages on the console too"
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     # diskimage-builder prints its bare version; scripts parse it (dibpy --version: ours)
     p.add_argument("--version", action="version", version=DIB_COMPAT_VERSION)
     p.add_argument("elements", nargs="*", metavar="ELEMENT", help="elements to build with")
     return p
+
+
+def console_level(quiet: int, verbose: int, environ: Mapping[str, str], logfile: bool) -> int:
+    """The console's log level: -v and -q win over DIB_QUIET, which wins over
+    diskimage-builder's rule that a log file alone means a quiet console."""
+    if verbose:
+        return logging.DEBUG
+    if quiet:
+        return logging.WARNING if quiet == 1 else logging.ERROR
+    quiet_env = environ.get("DIB_QUIET", "")
+    if quiet_env:
+        return logging.WARNING if quiet_env == "1" else logging.INFO
+    return logging.WARNING if logfile else logging.INFO
 
 
 def _main(argv: Sequence[str], prog: str, ramdisk: bool) -> int:
@@ -53,13 +146,10 @@ def _main(argv: Sequence[str], prog: str, ramdisk: bool) -> int:
     else:
         environ = dict(os.environ)
     cfg = build_config(values, args.elements, environ, ramdisk=ramdisk, argv=list(argv))
-    # diskimage-builder: a log file alone means a quiet console; DIB_QUIET=0 keeps both
-    quiet_env = environ.get("DIB_QUIET", "")
-    quiet = quiet_env == "1" if quiet_env else cfg.logfile is not None
     setup_logging(
-        debug=1 if (args.debug or cfg.debug_trace) else 0,
+        debug=1 if (args.debug or cfg.debug_trace or args.verbose) else 0,
         logfile=str(cfg.logfile) if cfg.logfile else None,
-        quiet=quiet,
+        console_level=console_level(args.quiet, args.verbose, environ, cfg.logfile is not None),
         timestamps=False if environ.get("DIB_NO_TIMESTAMP", "0") == "1" else None,
     )
     from dibpy import run
@@ -77,11 +167,11 @@ def _main(argv: Sequence[str], prog: str, ramdisk: bool) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "disk-image-create") -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    return entry(lambda a: _main(a, "disk-image-create", False), "disk-image-create", args)
+    return entry(lambda a: _main(a, prog, False), prog, args)
 
 
-def ramdisk_main(argv: Sequence[str] | None = None) -> int:
+def ramdisk_main(argv: Sequence[str] | None = None, prog: str = "ramdisk-image-create") -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    return entry(lambda a: _main(a, "ramdisk-image-create", True), "ramdisk-image-create", args)
+    return entry(lambda a: _main(a, prog, True), prog, args)

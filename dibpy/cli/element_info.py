@@ -10,18 +10,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dibpy import hookenv, run
-from dibpy.cli import add_version, entry
+from dibpy.cli import add_version, entry, examples, make_parser
 from dibpy.config import parse_arch
 from dibpy.elements import find_library, resolve
 from dibpy.elements.resolve import default_elements, to_dot
 from dibpy.errors import ConfigError
 
+PROG = "element-info"
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="element-info",
-        description="Expand a list of elements (with their dependencies) and show where "
-        "each one lives.",
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = make_parser(
+        prog,
+        "Expand a list of elements (with their dependencies) and show where each one lives.",
+        examples(
+            (f"{prog} debian-minimal vm", "the elements of a build, in order, with their paths"),
+            (f"{prog} --expand-defaults --json debian-minimal vm", "as a build sees them, JSON"),
+            (f"{prog} --graph deps.svg debian-minimal vm", "draw the dependency graph"),
+        ),
+        ["Elements are looked up in ELEMENTS_PATH, then in dibpy's own library."],
     )
     add_version(p)
     p.add_argument("elements", nargs="+", help="element names")
@@ -69,8 +76,8 @@ def write_graph(dot: str, target: Path) -> None:
     run.run(["dot", f"-T{suffix}", "-o", str(target)], input=dot)
 
 
-def main_args(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(argv)
+def main_args(argv: Sequence[str], prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         args.arch = parse_arch(args.arch)
     except ValueError as bad:
@@ -106,5 +113,5 @@ def main_args(argv: Sequence[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return entry(main_args, "element-info", argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    return entry(lambda a: main_args(a, prog), prog, argv)
