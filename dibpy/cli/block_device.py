@@ -46,7 +46,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add_version(p)
     p.add_argument("--params", help="the params YAML (default: $DIB_BLOCK_DEVICE_PARAMS_YAML)")
     p.add_argument("--debug", "-x", action="store_true", help="log every command; tracebacks")
-    p.add_argument("command", choices=COMMANDS)
+    p.add_argument("command", choices=COMMANDS, metavar="COMMAND", help=", ".join(COMMANDS))
     p.add_argument("symbol", nargs="?", help="for getval: " + ", ".join(GETVAL_SYMBOLS))
     return p
 

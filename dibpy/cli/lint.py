@@ -25,7 +25,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "'ignore = RULE [RULE...]' in the [dib-lint] section of tox.ini (the current "
         "directory's, and the nearest one above each ELEMENTS_DIR).",
         examples(
-            (prog, "check ./elements (or dibpy's own library)"),
+            (prog, "check elements/ here (or dibpy's own library)"),
             (f"{prog} --ignore E041 my-elements", "check my-elements, without one rule"),
             (f"{prog} --list-rules", "what each rule checks"),
         ),
@@ -36,7 +36,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         nargs="*",
         metavar="ELEMENTS_DIR",
         help="directories holding elements (default: $ELEMENTS_DIR, colon-separated, "
-        "else ./elements or ./diskimage_builder/elements, else dibpy's built-in library)",
+        "else elements/ or diskimage_builder/elements/ here, else dibpy's built-in library)",
     )
     p.add_argument("--no-shellcheck", action="store_true", help="do not run shellcheck")
     p.add_argument(
