@@ -8,6 +8,7 @@ import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from dibpy.errors import DibpyError, Interrupted
 from dibpy.log import setup_logging
@@ -15,6 +16,37 @@ from dibpy.log import setup_logging
 LOG = logging.getLogger("dibpy")
 
 Main = Callable[[Sequence[str]], int | None]
+
+
+def _lister(what: str) -> dict[str, Any]:
+    import shtab
+
+    spec: dict[str, Any] = shtab.cmd(f"dibpy completion --list {what} 2>/dev/null")
+    return spec
+
+
+def mark(action: argparse.Action, what: str) -> None:
+    """Shell completion (``dibpy completion``, made by shtab): complete ``action``'s
+    values from ``dibpy completion --list WHAT`` at each completion."""
+    action.complete = _lister(what)  # type: ignore[attr-defined]
+
+
+def mark_file(action: argparse.Action, directory: bool = False) -> None:
+    """Shell completion: ``action`` takes a file (or a directory) name."""
+    import shtab
+
+    action.complete = shtab.DIRECTORY if directory else shtab.FILE  # type: ignore[attr-defined]
+
+
+def output_types() -> list[str]:
+    """The -t types: dibpy's own and every installed ``dibpy.output`` plugin's (only
+    dibpy's for the man pages, which must not depend on what else is installed)."""
+    from dibpy import outputs
+
+    names = set(outputs.BUILTINS)
+    if not static_docs():
+        names |= set(outputs.available())
+    return sorted(names)
 
 
 def static_docs() -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dibpy import DIB_COMPAT_VERSION
-from dibpy.cli import entry, examples, make_parser
+from dibpy.cli import entry, examples, make_parser, mark, mark_file, output_types
 from dibpy.config import SETTINGS, arch_aliases, build_config
 from dibpy.log import setup_logging
 
@@ -26,18 +26,6 @@ def _default_text(value: object) -> str | None:
         text = str(value)
         return "~" + text[len(home) :] if text.startswith(home + "/") else text
     return str(value)
-
-
-def output_types() -> list[str]:
-    """The -t types: dibpy's own and every installed ``dibpy.output`` plugin's (only
-    dibpy's for the man pages, which must not depend on what else is installed)."""
-    from dibpy import outputs
-    from dibpy.cli import static_docs
-
-    names = set(outputs.BUILTINS)
-    if not static_docs():
-        names |= set(outputs.available())
-    return sorted(names)
 
 
 def epilog_sections() -> list[str]:
@@ -105,7 +93,15 @@ def build_parser(prog: str = "disk-image-create") -> argparse.ArgumentParser:
             kw["metavar"] = s.metavar
         else:
             kw["metavar"] = s.metavar
-        p.add_argument(*s.flags, **kw)  # type: ignore[arg-type]
+        action = p.add_argument(*s.flags, **kw)  # type: ignore[arg-type]
+        if s.dest == "image_types":
+            mark(action, "types")
+        elif s.dest == "arch":
+            mark(action, "arches")
+        elif s.dest in ("image_name", "logfile"):
+            mark_file(action)
+        elif s.dest == "image_cache":
+            mark_file(action, directory=True)
     p.add_argument(
         "-q",
         "--quiet",
@@ -119,7 +115,10 @@ def build_parser(prog: str = "disk-image-create") -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     # diskimage-builder prints its bare version; scripts parse it (dibpy --version: ours)
     p.add_argument("--version", action="version", version=DIB_COMPAT_VERSION)
-    p.add_argument("elements", nargs="*", metavar="ELEMENT", help="elements to build with")
+    mark(
+        p.add_argument("elements", nargs="*", metavar="ELEMENT", help="elements to build with"),
+        "elements",
+    )
     return p
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dibpy import hookenv, run
-from dibpy.cli import add_version, entry, examples, make_parser
+from dibpy.cli import add_version, entry, examples, make_parser, mark
 from dibpy.config import parse_arch
 from dibpy.elements import find_library, resolve
 from dibpy.elements.resolve import default_elements, to_dot
@@ -31,7 +31,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         ["Elements are looked up in ELEMENTS_PATH, then in dibpy's own library."],
     )
     add_version(p)
-    p.add_argument("elements", nargs="+", help="element names")
+    mark(p.add_argument("elements", nargs="+", help="element names"), "elements")
     out = p.add_mutually_exclusive_group()
     out.add_argument(
         "--env",
@@ -46,7 +46,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="apply disk-image-create's defaults (add base, block-device-mbr for vm)",
     )
     p.add_argument("-n", "--skip-base", action="store_true", help="with --expand-defaults: no base")
-    p.add_argument("-a", "--arch", default="amd64")
+    mark(p.add_argument("-a", "--arch", default="amd64", help="target architecture"), "arches")
     p.add_argument(
         "--no-os-check", action="store_true", help="do not require an operating-system element"
     )

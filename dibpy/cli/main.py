@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "info": ("dibpy.cli.info", "main", "describe a disk image (partitions, filesystems, OS)"),
     "cache": ("dibpy.cli.cache", "main", "list, show, prune or clear the tree cache"),
     "cleanup": ("dibpy.cli.cleanup", "main", "remove what builds killed outright left behind"),
+    "completion": ("dibpy.cli.completion", "main", "print a bash or zsh completion script"),
 }
 
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from dibpy.cli import add_version, entry, examples, make_parser
+from dibpy.cli import add_version, entry, examples, make_parser, mark_file
 from dibpy.errors import ConfigError
 from dibpy.hooks import ORIGINS_FILE, environment_files, run_hooks, scan_dir, warn_skipped
 
@@ -26,7 +26,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     add_version(p)
     p.add_argument("--list", action="store_true", help="print the hooks that would run, in order")
-    p.add_argument("dir", metavar="DIR", help="the directory of hooks")
+    mark_file(p.add_argument("dir", metavar="DIR", help="the directory of hooks"), directory=True)
     return p
 
 
