@@ -10,9 +10,10 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from dibpy import DIB_COMPAT_VERSION
+from dibpy import DIB_COMPAT_VERSION, events, progress
 from dibpy.cli import entry, examples, make_parser, mark, mark_file, output_types
 from dibpy.config import SETTINGS, arch_aliases, build_config
+from dibpy.errors import ConfigError
 from dibpy.log import setup_logging
 
 
@@ -43,6 +44,7 @@ def epilog_sections() -> list[str]:
         default = _default_text(s.default)
         rows.append(f"  {s.env}{where}" + (f"  [default: {default}]" if default else ""))
     rows.append("  DIB_QUIET  1: warnings and errors only on the console (0: all)")
+    rows.append("  DIBPY_PROGRESS  json: the event stream (--progress=json); 0: no status line")
     return [
         f"output types (-t, comma-separated; default qcow2):\n  {types}",
         "architectures (-a; default: the host's):\n"
@@ -72,6 +74,10 @@ def build_parser(prog: str = "disk-image-create") -> argparse.ArgumentParser:
                 "build, then boot it in QEMU to a login prompt",
             ),
             (f"{name} -q -o quiet debian-minimal vm", "warnings and errors only"),
+            (
+                f"{name} --progress=json --progress-file events.jsonl -o ci debian-minimal vm",
+                "for CI: one JSON event a line (build, phases, hooks, cache, outputs)",
+            ),
         )
     )
     p = make_parser(
@@ -112,6 +118,20 @@ def build_parser(prog: str = "disk-image-create") -> argparse.ArgumentParser:
     p.add_argument(
         "-v", "--verbose", action="count", default=0, help="debug messages on the console too"
     )
+    p.add_argument(
+        "--progress",
+        choices=events.MODES,
+        help="auto: a status line on a terminal; off: none; json: the event stream, one "
+        "JSON object a line (as DIBPY_PROGRESS=json; see doc/events.md)",
+    )
+    mark_file(
+        p.add_argument(
+            "--progress-file",
+            metavar="PATH",
+            help="with --progress=json: write the events to PATH (a file, FIFO or "
+            "/dev/fd/N) instead of standard error",
+        )
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     # diskimage-builder prints its bare version; scripts parse it (dibpy --version: ours)
     p.add_argument("--version", action="version", version=DIB_COMPAT_VERSION)
@@ -138,12 +158,29 @@ def console_level(quiet: int, verbose: int, environ: Mapping[str, str], logfile:
 def _main(argv: Sequence[str], prog: str, ramdisk: bool) -> int:
     parser = build_parser(prog)
     args = parser.parse_intermixed_args(argv)
-    values = vars(args)
-    if values.get("clear_env"):
+    if args.clear_env:
         keep = ("PATH", "HOME", "TERM", "USER", "LANG", "ELEMENTS_PATH", "TMP_DIR", "break")
         environ = {k: v for k, v in os.environ.items() if k in keep}
     else:
         environ = dict(os.environ)
+    mode = events.mode_from(args.progress, os.environ)
+    if mode != "auto":
+        # JSON lines or nothing: no terminal status line drawn between them
+        progress.set_enabled(False)
+    if mode != "json":
+        if args.progress_file:
+            raise ConfigError("--progress-file: only with --progress=json (or DIBPY_PROGRESS=json)")
+        _build(args, argv, environ, ramdisk)
+        return 0
+    with events.session(args.progress_file), events.build_events(args.elements, argv) as end:
+        end["outputs"] = _build(args, argv, environ, ramdisk)
+    return 0
+
+
+def _build(
+    args: argparse.Namespace, argv: Sequence[str], environ: dict[str, str], ramdisk: bool
+) -> list[Path]:
+    values = vars(args)
     cfg = build_config(values, args.elements, environ, ramdisk=ramdisk, argv=list(argv))
     setup_logging(
         debug=1 if (args.debug or cfg.debug_trace or args.verbose) else 0,
@@ -163,7 +200,7 @@ def _main(argv: Sequence[str], prog: str, ramdisk: bool) -> int:
 
         image, res = boot_built_image(result.outputs, cfg.arch)
         print(f"{image}: login prompt after {res.seconds_to_prompt:.1f} s ({res.accel})")
-    return 0
+    return list(result.outputs)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "disk-image-create") -> int:
