@@ -117,3 +117,39 @@ done
     got = dict(line.split("=", 1) for line in r.stdout.splitlines())
     assert got["disk-image-create"] == "_shtab_disk_image_create"
     assert all(got.values()), got
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed (./dev setup)")
+def test_zsh_completes_element_names(tmp_path: Path) -> None:
+    """A real interactive zsh (on a pseudo-terminal, zsh/zpty) typing
+    ``disk-image-create deb<TAB>``; compadd is wrapped to record what is offered."""
+    comp = tmp_path / "completion.zsh"
+    comp.write_text(script("zsh"))
+    hits, done = tmp_path / "hits", tmp_path / "done"
+    driver = f"""
+zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z 'autoload -U compinit; compinit -u -d {tmp_path}/.zcompdump'
+zpty -w z 'eval "$(<{comp})"'
+zpty -w z 'compadd() {{ local -a h; builtin compadd -O h "$@"; print -rl -- $h >> {hits}; '\\
+'builtin compadd "$@" }}'
+zpty -w -n z $'disk-image-create deb\\t'
+# the completion system skips work while input is pending: wait for its first match,
+# then clear the line (^U) and run a command, which runs once the completion is done
+for i in {{1..600}}; do [[ -s {hits} ]] && break; sleep 0.1; done
+zpty -w z $'\\x15: > {done}'
+for i in {{1..600}}; do [[ -e {done} ]] && break; sleep 0.1; done
+zpty -d z
+"""
+    r = subprocess.run(
+        ["zsh", "-f", "-c", driver],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert done.exists(), "the completion did not finish"
+    offered = hits.read_text().split() if hits.exists() else []
+    assert "debian" in offered and "debian-minimal" in offered, (offered, r.stderr)
+    assert all(o.startswith("deb") for o in offered)
