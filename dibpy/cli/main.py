@@ -69,9 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd, (_, _, helptext) in COMMANDS.items():
         child = sub_parser(cmd)
-        sub._name_parser_map[cmd] = child
-        # what add_parser would do, with the command's own parser
-        sub._choices_actions.append(sub._ChoicesPseudoAction(cmd, (), helptext))
+        # the command's own parser's arguments (its -h among them), text and formatter
+        sub.add_parser(
+            cmd,
+            parents=[child],
+            add_help=False,
+            help=helptext,
+            description=child.description,
+            epilog=child.epilog,
+            formatter_class=child.formatter_class,
+        )
     return p
 
 
