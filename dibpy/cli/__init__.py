@@ -40,12 +40,16 @@ def mark_file(action: argparse.Action, directory: bool = False) -> None:
 
 def output_types() -> list[str]:
     """The -t types: dibpy's own and every installed ``dibpy.output`` plugin's (only
-    dibpy's for the man pages, which must not depend on what else is installed)."""
+    dibpy's for the man pages, which must not depend on what else is installed).  The
+    plugins are named from their entry points, not loaded: ``--help`` must work, and
+    stay quick, even beside a plugin that is broken (a build using it says so)."""
+    from importlib.metadata import entry_points
+
     from dibpy import outputs
 
     names = set(outputs.BUILTINS)
     if not static_docs():
-        names |= set(outputs.available())
+        names |= {ep.name for ep in entry_points(group=outputs.GROUP)}
     return sorted(names)
 
 

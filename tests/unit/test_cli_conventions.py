@@ -209,3 +209,24 @@ def test_boot_test_help_says_where_a_password_may_come_from(
 
     out = _run(main, ["--help"], capsys)
     assert "--password-file" in out and "DIBPY_BOOT_PASSWORD" in out
+
+
+def test_output_types_name_installed_plugins_without_loading_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.metadata
+
+    from dibpy.cli import output_types
+
+    broken = importlib.metadata.EntryPoint(
+        name="fancy", value="no_such_module:Nope", group="dibpy.output"
+    )
+    monkeypatch.setattr(
+        importlib.metadata,
+        "entry_points",
+        lambda group: [broken] if group == "dibpy.output" else [],
+    )
+    assert "fancy" in output_types() and "qcow2" in output_types()
+    # the man pages list dibpy's own only
+    monkeypatch.setenv("DIBPY_STATIC_DOCS", "1")
+    assert "fancy" not in output_types()
