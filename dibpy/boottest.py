@@ -66,7 +66,8 @@ OVMF_PAIRS = (
     ("OVMF_CODE.fd", "OVMF_VARS.fd"),
 )
 
-DISK_INTERFACES = ("virtio", "ide")
+#: how the disk is attached: virtio-blk, the chipset's IDE, an AHCI (SATA) controller, NVMe
+DISK_INTERFACES = ("virtio", "ide", "sata", "nvme")
 ACCELS = ("kvm", "tcg")
 
 # A getty prompt: "<hostname> login: " at the start of a line.  Text may follow on the
@@ -516,6 +517,11 @@ class BootTest:
             boot = "" if self.kernel is not None else ",bootindex=0"
             if self.disk_interface == "virtio":
                 argv += ["-device", f"virtio-blk-pci,drive=disk0{boot}"]
+            elif self.disk_interface == "sata":
+                argv += ["-device", "ahci,id=sata0"]
+                argv += ["-device", f"ide-hd,drive=disk0,bus=sata0.0{boot}"]
+            elif self.disk_interface == "nvme":
+                argv += ["-device", f"nvme,drive=disk0,serial=dibpy-disk0{boot}"]
             else:
                 argv += ["-device", f"ide-hd,drive=disk0{boot}"]
         if self.kernel is not None:

@@ -50,8 +50,9 @@ from dibpy.blockdev import (
     config_source,
     load_config,
 )
+from dibpy.blockdev.state import Journal
 from dibpy.config import CHECKSUMS, BuildConfig, parse_gib_size
-from dibpy.elements import find_library, package_installs, resolve
+from dibpy.elements import find_library, package_installs, params, resolve
 from dibpy.elements.model import Element
 from dibpy.elements.resolve import Resolution, default_elements
 from dibpy.errors import ConfigError, DibpyError, MultiError
@@ -124,6 +125,9 @@ class Plan:
     #: the image's operating system: "linux" unless an element's ``element-os`` says
     #: otherwise; for any other, no chroot phase, chroot mounts or fstab
     os_family: str = "linux"
+    #: the root filesystem the block-device config will make ("" with no final image):
+    #: the hooks before the block device exists see it as DIB_ROOT_FSTYPE
+    root_fs_type: str = ""
 
 
 def plan(cfg: BuildConfig) -> Plan:
@@ -188,11 +192,7 @@ def plan(cfg: BuildConfig) -> Plan:
     for warning in inapplicable_options(cfg, no_final):
         LOG.warning("%s", warning)
     if resolution is not None:
-        # a misspelt variable is otherwise ignored without a word
-        for warning in envcheck.unread_variables(
-            cfg.environ, [e.path for e in resolution.elements]
-        ):
-            LOG.warning("%s", warning)
+        check_parameters(cfg, resolution.elements, problems, hints)
     try:
         outputs_mod.validate([p for p, _ in outputs], output_options(cfg))
     except ConfigError as e:
@@ -207,11 +207,15 @@ def plan(cfg: BuildConfig) -> Plan:
         hints.append("install it (./dev setup installs every host package)")
     bd_text: str | None = None
     bd_origin = ""
+    root_fs_type = ""
     if resolution is not None and not no_final:
         try:
             bd_text, bd_origin = config_source(resolution.elements, cfg.arch, cfg.environ)
             # structure, names, labels and plugins are checked now; sizes once known
-            load_config(bd_text, _bd_params(cfg, Path("/nonexistent"), 8 * GIB), origin=bd_origin)
+            planned = load_config(
+                bd_text, _bd_params(cfg, Path("/nonexistent"), 8 * GIB), origin=bd_origin
+            )
+            root_fs_type = BlockDevice(planned, journal=Journal(None)).getval("root-fstype")
         except BlockDeviceConfigError as e:
             # each problem keeps the file (or variable) the config came from
             problems.extend(f"block-device config ({e.origin}): {p}" for p in e.problems)
@@ -239,7 +243,38 @@ def plan(cfg: BuildConfig) -> Plan:
         block_device_text=bd_text,
         block_device_origin=bd_origin,
         os_family=family,
+        root_fs_type=root_fs_type,
     )
+
+
+def check_parameters(
+    cfg: BuildConfig, elements: Sequence[Element], problems: list[str], hints: list[str]
+) -> None:
+    """The variables of the build against the elements' parameters.yaml, and the
+    ``DIB_*`` variables nothing reads (warnings; problems with ``--strict``)."""
+    declared: set[str] = set()
+    bad: list[str] = []
+    readable = []
+    for e in elements:
+        try:
+            declared.update(e.parameters)
+            readable.append(e)
+        except ConfigError as err:
+            bad.append(err.message)
+    unknown: list[str] = []
+    bad += params.problems(readable, cfg.environ, unknown)
+    problems += bad
+    if bad:
+        hints.append("element-info --params ELEMENTS shows each variable's type and default")
+    # a misspelt variable is otherwise ignored without a word
+    unread = unknown + envcheck.unread_variables(cfg.environ, [e.path for e in elements], declared)
+    if cfg.strict:
+        problems += unread
+        if unread:
+            hints.append("unset them, or build without --strict (DIB_STRICT=0)")
+    else:
+        for warning in unread:
+            LOG.warning("%s", warning)
 
 
 def image_os_family(elements: Sequence[Element], packages: Sequence[str] = ()) -> str:
@@ -434,7 +469,12 @@ class Build:
     def hook_env(
         self, target: Path, *, in_chroot: bool, extra: Mapping[str, str] = {}
     ) -> dict[str, str]:
-        """The environment of a hook run on ``target`` (see dibpy.hookenv, the contract)."""
+        """The environment of a hook run on ``target`` (see dibpy.hookenv, the contract).
+
+        Before the block device exists, DIB_ROOT_FSTYPE is the root filesystem its config
+        will make (with a block-device YAML that is not always FS_TYPE)."""
+        if self.plan.root_fs_type:
+            extra = {"DIB_ROOT_FSTYPE": self.plan.root_fs_type, **extra}
         return hookenv.hook_env(
             self.cfg,
             self.plan.resolution.elements,

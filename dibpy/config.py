@@ -448,6 +448,15 @@ SETTINGS: tuple[Setting, ...] = (
         "boot the image in QEMU afterwards and wait for a login prompt",
         kind="flag",
     ),
+    Setting(
+        "strict",
+        ("--strict",),
+        "DIB_STRICT",
+        parse_bool,
+        False,
+        "a DIB_* variable no element of the build reads is an error, not a warning",
+        kind="flag",
+    ),
     Setting("fs_type", (), "FS_TYPE", parse_fs_type, "ext4"),
     Setting("tmp_dir", (), "TMP_DIR", Path, Path("/tmp")),
     Setting("overwrite_old_image", (), "OVERWRITE_OLD_IMAGE", parse_bool, False),
@@ -492,6 +501,8 @@ class BuildConfig:
     logfile: Path | None = None
     offline: bool = False
     boot_test: bool = False
+    #: --strict / DIB_STRICT: an unread DIB_* variable fails the build in validation
+    strict: bool = False
     fs_type: str = "ext4"
     tmp_dir: Path = Path("/tmp")
     overwrite_old_image: bool = False

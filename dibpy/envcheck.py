@@ -7,6 +7,10 @@ dibpy itself (its code and ``$_LIB``): a variable whose name appears nowhere is 
 in a warning, with the closest name that does appear.  A name written as a prefix
 (``DIB_REPOLOCATION_$name``, ``f"DIB_QCOW2_{key}"``) covers every variable it starts.
 
+Names an element declares in its ``parameters.yaml`` count as read too (an element
+that reads a variable through a computed name can declare it there).  The warnings
+become errors with ``--strict`` (``DIB_STRICT=1``): see ``dibpy.build.plan``.
+
 This reads names, not code paths: a name that appears in a comment counts as read.  It
 can miss a misspelling that happens to be another real variable, never the reverse.
 """
@@ -49,17 +53,25 @@ def _dibpy_names() -> frozenset[str]:
     return frozenset(_names_in(_files_under(Path(__file__).resolve().parent)))
 
 
-def known_names(element_dirs: Iterable[Path]) -> set[str]:
-    """Every DIB_* name the build's elements and dibpy mention."""
-    names = set(_dibpy_names()) | _ALWAYS_KNOWN
+def dibpy_names() -> frozenset[str]:
+    """Every DIB_* name dibpy itself mentions (its code, ``$_LIB``) or always accepts."""
+    return _dibpy_names() | _ALWAYS_KNOWN
+
+
+def known_names(element_dirs: Iterable[Path], declared: Iterable[str] = ()) -> set[str]:
+    """Every DIB_* name the build's elements and dibpy mention, and those declared."""
+    names = set(dibpy_names()) | set(declared)
     for d in element_dirs:
         names |= _names_in(_files_under(d))
     return names
 
 
-def unread_variables(environ: Mapping[str, str], element_dirs: Iterable[Path]) -> list[str]:
-    """One warning per DIB_* variable of ``environ`` that no element nor dibpy reads."""
-    names = known_names(element_dirs)
+def unread_variables(
+    environ: Mapping[str, str], element_dirs: Iterable[Path], declared: Iterable[str] = ()
+) -> list[str]:
+    """One warning per DIB_* variable of ``environ`` that no element nor dibpy reads
+    (``declared``: the names the build's elements declare in parameters.yaml)."""
+    names = known_names(element_dirs, declared)
     exact = {n for n in names if not n.endswith("_")}
     prefixes = tuple(n for n in names if n.endswith("_") and len(n) > len("DIB_"))
     warnings = []

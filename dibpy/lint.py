@@ -47,6 +47,7 @@ from typing import Literal
 import yaml
 
 from dibpy import run
+from dibpy.elements import params
 from dibpy.elements.model import PHASES
 from dibpy.errors import CommandError, ConfigError
 from dibpy.hooks import VALID_HOOK_NAME, scan_dir
@@ -126,6 +127,12 @@ RULES: dict[str, Rule] = _rules(
     ),
     Rule("duplicate", E, "dibpy", "element-deps, -provides and -conflicts name each once"),
     Rule("python-syntax", E, "dibpy", "a Python hook or *.py file compiles"),
+    Rule(
+        "parameters",
+        E,
+        "dibpy",
+        "parameters.yaml matches its schema (doc/element-parameters.md)",
+    ),
     Rule(
         "shellcheck",
         E,
@@ -494,6 +501,19 @@ def check_yaml(f: SourceFile) -> list[Problem]:
     return []
 
 
+def check_parameters(f: SourceFile) -> list[Problem]:
+    try:
+        params.load(f.path, f.element)
+    except ConfigError as e:
+        # the message names the element and the file: the problem's own fields do
+        why = e.message.split(f"{f.path}: ", 1)[-1].split(f"{f.path}:", 1)[-1]
+        m = re.match(r"^(\d+): (.*)", why)
+        if m:
+            return [f.problem(int(m.group(1)), "parameters", m.group(2))]
+        return [f.problem(0, "parameters", why)]
+    return []
+
+
 def check_shebang(f: SourceFile) -> list[Problem]:
     if f.text is None or f.has_shebang:
         return []
@@ -745,6 +765,8 @@ def _check_file(f: SourceFile, element_dir: Path, hooks: set[Path]) -> list[Prob
         found.append(f.problem(0, "mddocs", "a .md file: document elements in README.rst"))
     if path.suffix == ".yaml":
         found += check_yaml(f)
+    if top and path.name == params.FILENAME and not any(p.rule == "yaml" for p in found):
+        found += check_parameters(f)
     if (path.name == "pkg-map" and not f.executable) or (
         top and path.name == "package-installs.json"
     ):

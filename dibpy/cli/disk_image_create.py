@@ -50,6 +50,7 @@ def epilog_sections() -> list[str]:
         "architectures (-a; default: the host's):\n"
         + textwrap.fill(arches, 76, initial_indent="  ", subsequent_indent="  "),
         "environment (a flag wins over its variable):\n" + "\n".join(rows),
+        "The variables the elements read, with their values: element-info --params ELEMENTS.",
     ]
 
 

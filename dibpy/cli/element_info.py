@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dibpy import hookenv, run
 from dibpy.cli import add_version, entry, examples, make_parser, mark
 from dibpy.config import parse_arch
-from dibpy.elements import find_library, resolve
+from dibpy.elements import find_library, params, resolve
+from dibpy.elements.model import Element
 from dibpy.elements.resolve import default_elements, to_dot
 from dibpy.errors import ConfigError
 
@@ -39,6 +41,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="print eval-able IMAGE_ELEMENT, IMAGE_ELEMENT_YAML and get_image_element_array",
     )
     out.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--params",
+        action="store_true",
+        help="print the variables the elements declare (parameters.yaml): name, effective "
+        "value, where it comes from, element, description (with --json: as JSON)",
+    )
     p.add_argument("--graph", metavar="FILE", help="write the dependency graph (.dot, .svg, .png)")
     p.add_argument(
         "--expand-defaults",
@@ -76,6 +84,57 @@ def write_graph(dot: str, target: Path) -> None:
     run.run(["dot", f"-T{suffix}", "-o", str(target)], input=dot)
 
 
+def params_rows(rows: Sequence[params.Effective]) -> list[dict[str, object]]:
+    """``--params --json``'s records."""
+    return [
+        {
+            "name": r.name,
+            "value": r.value,
+            "source": r.source,
+            "element": r.parameter.element,
+            "type": r.parameter.type,
+            "default": r.parameter.default,
+            "choices": list(r.parameter.choices),
+            "required": r.parameter.required,
+            "description": r.parameter.description,
+        }
+        for r in rows
+    ]
+
+
+def params_table(rows: Sequence[params.Effective]) -> str:
+    """``--params``' table: name, value, source, element, description."""
+    if not rows:
+        return "(no element of this build declares parameters)\n"
+    table = [("NAME", "VALUE", "SOURCE", "ELEMENT", "DESCRIPTION")]
+    table += [
+        (
+            r.name,
+            "-" if r.value is None else r.value,
+            r.source,
+            r.parameter.element,
+            r.parameter.description,
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    lines = []
+    for row in table:
+        cells = [c.ljust(w) for c, w in zip(row[:4], widths, strict=True)]
+        lines.append("  ".join([*cells, row[4]]).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def print_params(elements: Sequence[Element], environ: Mapping[str, str], *, as_json: bool) -> None:
+    """Every declared parameter of ``elements`` with its effective value and source."""
+    rows = params.effective(elements, environ)
+    if as_json:
+        json.dump({"parameters": params_rows(rows)}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(params_table(rows))
+
+
 def main_args(argv: Sequence[str], prog: str = PROG) -> int:
     args = build_parser(prog).parse_args(argv)
     try:
@@ -91,7 +150,11 @@ def main_args(argv: Sequence[str], prog: str = PROG) -> int:
     paths = {e.name: str(e.path) for e in res.elements}
     if args.graph:
         write_graph(to_dot(res), Path(args.graph))
-    if args.env:
+    if args.params:
+        if args.env:
+            raise ConfigError("--params and --env: give one", hint="--params --json for JSON")
+        print_params(res.elements, os.environ, as_json=args.json)
+    elif args.env:
         sys.stdout.write(hookenv.element_info_script(names, paths))
     elif args.json:
         json.dump(

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from dibpy.elements import params as _params
 from dibpy.errors import ElementError
 
 #: Phase directories, in the order a disk-image build runs them.
@@ -89,6 +90,13 @@ class Element:
         it declares none (doc/elements.md, "Images that are not Linux")."""
         words = sorted(_read_name_set(self.path / "element-os", self.name))
         return words[0].lower() if words else None
+
+    @functools.cached_property
+    def parameters(self) -> dict[str, _params.Parameter]:
+        """The variables this element declares in its parameters.yaml ({} without one:
+        an undeclared element is not checked; doc/element-parameters.md)."""
+        p = self.path / _params.FILENAME
+        return _params.load(p, self.name) if p.is_file() else {}
 
     @property
     def readme(self) -> Path | None:

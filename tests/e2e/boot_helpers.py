@@ -79,3 +79,56 @@ def result_of(results: dict[str, BootResult | Exception], name: str) -> BootResu
     if isinstance(res, Exception):
         raise res
     return res
+
+
+#: the decompressor for each compressed-archive signature an initramfs may start with
+_DECOMPRESSORS = {
+    b"\x28\xb5\x2f\xfd": ["zstd", "-dcq"],
+    b"\x1f\x8b": ["gzip", "-dc"],
+    b"\xfd7zXZ\x00": ["xz", "-dc"],
+    b"\x02\x21\x4c\x18": ["lz4", "-dc"],
+}
+
+
+def _skip_cpio(data: bytes, pos: int) -> int:
+    """The offset after the newc cpio archive at ``pos`` (an uncompressed early archive,
+    e.g. CPU microcode, ahead of the compressed main one)."""
+    while True:
+        if data[pos : pos + 6] != b"070701":
+            raise AssertionError(f"no cpio header at {pos}")
+        fields = [int(data[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
+        filesize, namesize = fields[6], fields[11]
+        name = data[pos + 110 : pos + 110 + namesize - 1]
+        pos = (pos + 110 + namesize + 3) & ~3
+        pos = (pos + filesize + 3) & ~3
+        if name == b"TRAILER!!!":
+            return pos
+
+
+def initramfs_files(initrd: Path) -> list[str]:
+    """Every path in an initramfs, read from outside with cpio and the decompressors."""
+    data = initrd.read_bytes()
+    pos = 0
+    while data[pos : pos + 6] == b"070701":
+        pos = _skip_cpio(data, pos)
+        while pos < len(data) and data[pos] == 0:
+            pos += 1
+    for magic, argv in _DECOMPRESSORS.items():
+        if data[pos : pos + len(magic)] == magic:
+            cpio = subprocess.run(argv, input=data[pos:], stdout=subprocess.PIPE, check=True)
+            break
+    else:
+        raise AssertionError(f"{initrd}: no compressed archive at offset {pos}")
+    listing = subprocess.run(
+        ["cpio", "-it", "--quiet"], input=cpio.stdout, stdout=subprocess.PIPE, check=True
+    )
+    return listing.stdout.decode().splitlines()
+
+
+def initramfs_modules(initrd: Path) -> set[str]:
+    """The kernel modules in an initramfs, by name (``-`` spelt ``_``, as modprobe does)."""
+    return {
+        Path(f).name.split(".ko")[0].replace("-", "_")
+        for f in initramfs_files(initrd)
+        if ".ko" in Path(f).name
+    }

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.conftest import loops_under, mounts_under
-from tests.e2e.boot_helpers import boot_together
+from tests.e2e.boot_helpers import boot_together, initramfs_modules
 from tests.e2e.conftest import DEV_PASSWORD, DEV_USER, Built, run_build
 from tests.integration.blockdev.helpers import partition_device, table
 
@@ -53,16 +53,19 @@ def test_image_boots_to_login_and_devuser_can_log_in(devuser_image: Built) -> No
 
 
 def test_every_bootable_format_boots(devuser_image: Built) -> None:
-    """raw, vhd, vhdx and vmdk each boot to a login prompt; two at a time (see
-    boot_together), each failure named by its format."""
+    """raw, vhd, vhdx and vmdk each boot to a login prompt, each from another disk
+    controller (SATA, NVMe, virtio, IDE: the vm element's smaller initramfs must have
+    each driver); two at a time (see boot_together), each failure named."""
     from dibpy.boottest import BootTest
 
     formats = {"raw": "raw", "vhd": "vpc", "vhdx": "vhdx", "vmdk": "vmdk"}
+    interfaces = {"raw": "sata", "vhd": "nvme", "vhdx": "virtio", "vmdk": "ide"}
     results = boot_together(
         {
-            ext: BootTest(
+            f"{ext} on {interfaces[ext]}": BootTest(
                 image=devuser_image.image.with_suffix("." + ext),
                 fmt=fmt,
+                disk_interface=interfaces[ext],
                 timeout=600,
                 console_log=devuser_image.image.with_suffix(f".{ext}.console.log"),
             )
@@ -76,6 +79,44 @@ def test_every_bootable_format_boots(devuser_image: Built) -> None:
         else:
             print(f"{ext}: login prompt after {res.seconds_to_prompt:.1f} s ({res.accel})")
     assert not failures, "\n".join(failures)
+
+
+#: what a virtual machine's root disk, its filesystem and its console need
+VM_DRIVERS = {
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_scsi",
+    "virtio_console",
+    "nvme",
+    "ahci",
+    "ata_piix",
+    "sd_mod",
+    "vmw_pvscsi",
+    "mptspi",
+    "hv_storvsc",
+    "xen_blkfront",
+    "ext4",
+}
+
+
+def test_vm_initramfs_holds_the_vm_drivers_only(devuser_image: Built, tmp_path: Path) -> None:
+    """The vm element's initramfs: every VM disk and console driver (or built into the
+    kernel), but no bare-metal RAID/HBA drivers and no filesystem the image does not use."""
+    with mounted_root(devuser_image.image, tmp_path) as root:
+        initrds = sorted((root / "boot").glob("initrd.img-*"))
+        assert initrds, sorted(p.name for p in (root / "boot").iterdir())
+        version = initrds[-1].name.removeprefix("initrd.img-")
+        builtin = {
+            Path(line).name.split(".ko")[0].replace("-", "_")
+            for line in (root / "lib" / "modules" / version / "modules.builtin")
+            .read_text()
+            .splitlines()
+        }
+        modules = initramfs_modules(initrds[-1])
+        assert (root / "etc" / "initramfs-tools" / "conf.d" / "dibpy-vm.conf").is_file()
+    missing = sorted(VM_DRIVERS - modules - builtin)
+    assert not missing, f"not in the initramfs: {missing}"
+    assert not modules & {"megaraid_sas", "mpt3sas", "qla2xxx", "xfs", "btrfs"}, sorted(modules)
 
 
 def test_qcow2_is_valid_and_compressed(devuser_image: Built) -> None:

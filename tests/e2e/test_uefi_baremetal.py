@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from dibpy.boottest import BootResult, BootTest
-from tests.e2e.boot_helpers import LOGIN, Outputs, boot_together, build, result_of
+from tests.e2e.boot_helpers import (
+    LOGIN,
+    Outputs,
+    boot_together,
+    build,
+    initramfs_modules,
+    result_of,
+)
 
 ELEMENTS = ["debian-minimal", "vm", "block-device-efi", "baremetal", "devuser"]
 
@@ -94,3 +101,40 @@ def test_baremetal_kernel_and_initrd_boot_the_disk(
     # the kernel line is ours (not GRUB's), and the disk's root is mounted
     assert out.splitlines()[0].strip() == "root=LABEL=cloudimg-rootfs console=ttyS0", out
     assert "/dev/vda3 ext4" in out, out
+
+
+def test_baremetal_initrd_keeps_broad_hardware_support(hybrid: Outputs) -> None:
+    """With baremetal in the build the vm element leaves initramfs-tools' MODULES=most:
+    bare-metal RAID/HBA drivers and every root filesystem are there."""
+    modules = initramfs_modules(hybrid.file(".initrd"))
+    assert {"megaraid_sas", "mpt3sas", "ahci", "nvme", "xfs", "btrfs"} <= modules
+    assert "vm: element baremetal is in the build" in hybrid.log
+
+
+@pytest.fixture(scope="module")
+def vm_efi(tmp_path_factory: pytest.TempPathFactory, image_cache: Path) -> Outputs:
+    """A plain vm image on a GPT disk with an ESP: the smaller vm initramfs."""
+    out = tmp_path_factory.mktemp("vm-efi") / "vm-efi"
+    return build(
+        "disk-image-create",
+        out,
+        ["debian-minimal", "vm", "block-device-efi", "devuser"],
+        image_cache,
+    )
+
+
+def test_vm_image_boots_under_ovmf_from_nvme(vm_efi: Outputs) -> None:
+    """The vm element's smaller initramfs finds an NVMe root disk under UEFI."""
+    res = BootTest(
+        image=vm_efi.file(".qcow2"),
+        uefi=True,
+        disk_interface="nvme",
+        login=LOGIN,
+        command="test -d /sys/firmware/efi && echo FIRMWARE=uefi; findmnt -n -o SOURCE /",
+        timeout=600,
+        console_log=vm_efi.file(".console.log"),
+    ).run()
+    assert res.command_output is not None
+    assert "FIRMWARE=uefi" in res.command_output, res.command_output
+    assert "/dev/nvme0n1p" in res.command_output, res.command_output
+    print(f"login prompt after {res.seconds_to_prompt:.1f} s ({res.accel})")

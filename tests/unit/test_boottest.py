@@ -488,3 +488,25 @@ def test_boot_test_after_a_build_needs_a_disk_image_output(tmp_path: Path) -> No
 def test_login_policy_without_a_user_is_no_login() -> None:
     assert boottest.login_for(None, None, None, {"DIBPY_BOOT_PASSWORD": "pw"}) is None
     assert boottest.login_for("u", None, None, {"DIBPY_BOOT_PASSWORD": "pw"}) == ("u", "pw")
+
+
+@pytest.mark.parametrize(
+    ("interface", "devices"),
+    [
+        ("virtio", ["virtio-blk-pci,drive=disk0,bootindex=0"]),
+        ("ide", ["ide-hd,drive=disk0,bootindex=0"]),
+        ("sata", ["ahci,id=sata0", "ide-hd,drive=disk0,bus=sata0.0,bootindex=0"]),
+        ("nvme", ["nvme,drive=disk0,serial=dibpy-disk0,bootindex=0"]),
+    ],
+)
+def test_disk_interface_devices(
+    fake: Path, image: Path, interface: str, devices: list[str]
+) -> None:
+    """Each interface attaches the one drive through its own controller (the e2e tests
+    boot images on virtio, SATA and NVMe)."""
+    BootTest(image, fmt="raw", disk_interface=interface, timeout=20).run()
+    argv = argv_of(fake)
+    attached = [
+        argv[i + 1] for i, a in enumerate(argv) if a == "-device" and "net" not in argv[i + 1]
+    ]
+    assert attached == devices
