@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -84,12 +85,24 @@ def write_graph(dot: str, target: Path) -> None:
     run.run(["dot", f"-T{suffix}", "-o", str(target)], input=dot)
 
 
+#: variables whose values are secrets: --params says they are set, not what they are
+SECRET = re.compile(r"PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|CREDENTIAL", re.I)
+HIDDEN = "(set, hidden)"
+
+
+def shown_value(r: params.Effective) -> str | None:
+    """The value --params prints: a secret's (a password's) is never shown."""
+    if r.value is not None and SECRET.search(r.name) and not r.name.endswith("_FILE"):
+        return HIDDEN
+    return r.value
+
+
 def params_rows(rows: Sequence[params.Effective]) -> list[dict[str, object]]:
     """``--params --json``'s records."""
     return [
         {
             "name": r.name,
-            "value": r.value,
+            "value": shown_value(r),
             "source": r.source,
             "element": r.parameter.element,
             "type": r.parameter.type,
@@ -110,7 +123,7 @@ def params_table(rows: Sequence[params.Effective]) -> str:
     table += [
         (
             r.name,
-            "-" if r.value is None else r.value,
+            "-" if r.value is None else str(shown_value(r)),
             r.source,
             r.parameter.element,
             r.parameter.description,

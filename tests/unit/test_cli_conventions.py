@@ -230,3 +230,17 @@ def test_output_types_name_installed_plugins_without_loading_them(
     # the man pages list dibpy's own only
     monkeypatch.setenv("DIBPY_STATIC_DOCS", "1")
     assert "fancy" not in output_types()
+
+
+def test_element_info_params_never_shows_a_password(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dibpy.cli.element_info import main
+
+    monkeypatch.setenv("DIB_DEV_USER_PASSWORD", "hunter2-secret")
+    monkeypatch.setenv("ELEMENTS_PATH", "")
+    for extra in ([], ["--json"]):
+        assert main(["--params", *extra, "debian-minimal", "vm", "devuser"]) == 0
+        out = capsys.readouterr().out
+        assert "DIB_DEV_USER_PASSWORD" in out and "(set, hidden)" in out
+        assert "hunter2-secret" not in out
