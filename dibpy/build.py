@@ -31,7 +31,17 @@ from pathlib import Path
 
 import yaml
 
-from dibpy import __version__, chroot, envcheck, hookenv, mounts, recovery, run, treecache
+from dibpy import (
+    __version__,
+    chroot,
+    envcheck,
+    events,
+    hookenv,
+    mounts,
+    recovery,
+    run,
+    treecache,
+)
 from dibpy import outputs as outputs_mod
 from dibpy.blockdev import (
     BlockDevice,
@@ -60,6 +70,16 @@ CHROOT_BUILD_PHASES = ("pre-install.d", "install.d", "post-install.d")
 CHROOT_PHASES = (*CHROOT_BUILD_PHASES, "finalise.d")
 GIB = 1024**3
 MIB = 1024**2
+
+
+#: the host programs every build runs -> the Debian package that has each
+HOST_TOOL_PACKAGES = {
+    "chroot": "coreutils",
+    "mount": "mount",
+    "umount": "mount",
+    "losetup": "mount",
+    "qemu-img": "qemu-utils",
+}
 
 
 @dataclass
@@ -177,12 +197,14 @@ def plan(cfg: BuildConfig) -> Plan:
         outputs_mod.validate([p for p, _ in outputs], output_options(cfg))
     except ConfigError as e:
         note(e)
-    missing = [t for t in ("chroot", "mount", "umount", "losetup") if shutil.which(t) is None]
-    if any(p.name != "raw" for p, _ in outputs) and shutil.which("qemu-img") is None:
-        missing.append("qemu-img")
+    needed = ["chroot", "mount", "umount", "losetup"]
+    if any(p.name != "raw" for p, _ in outputs):
+        needed.append("qemu-img")
+    missing = [t for t in needed if shutil.which(t) is None]
     if missing:
-        problems.append(f"required host programs missing: {', '.join(missing)}")
-        hints.append("install them (the README lists the host packages)")
+        named = ", ".join(f"{t} (Debian package {HOST_TOOL_PACKAGES[t]})" for t in missing)
+        problems.append(f"required host program missing: {named}")
+        hints.append("install it (./dev setup installs every host package)")
     bd_text: str | None = None
     bd_origin = ""
     root_fs_type = ""
@@ -481,15 +503,22 @@ class Build:
         assert self.tree is not None
         self.current_target = target
         self._break("before-" + phase.removesuffix(".d"), target)
-        with self.timer.stage(phase):
-            run_phase(
-                self.tree,
-                phase,
-                self.hook_env(target, in_chroot=in_chroot, extra=extra),
-                chroot=target if in_chroot else None,
-                before_each=(lambda: chroot.refresh_resolv_conf(target)) if in_chroot else None,
-                on_line=on_line,
-            )
+        events.emit("phase-start", phase=phase, in_chroot=in_chroot)
+        start, status = time.monotonic(), "error"
+        try:
+            with self.timer.stage(phase):
+                run_phase(
+                    self.tree,
+                    phase,
+                    self.hook_env(target, in_chroot=in_chroot, extra=extra),
+                    chroot=target if in_chroot else None,
+                    before_each=(lambda: chroot.refresh_resolv_conf(target)) if in_chroot else None,
+                    on_line=on_line,
+                )
+            status = "ok"
+        finally:
+            seconds = round(time.monotonic() - start, 3)
+            events.emit("phase-end", phase=phase, seconds=seconds, status=status)
         self._break("after-" + phase.removesuffix(".d"), target)
 
     def _break(self, point: str, target: Path) -> None:
@@ -508,7 +537,7 @@ class Build:
         if os.geteuid() != 0:
             # found now, not as the first mount's failure
             raise DibpyError(
-                "building an image needs root: it makes loop devices, mounts and chroots",
+                "must run as root (loop devices, mounts, chroot)",
                 hint="run it as root (dibpy needs no sudo); element-info and dib-lint do not",
             )
         with self.stack:
@@ -602,6 +631,8 @@ class Build:
         if cfg.no_cache or not treecache.have_tools():
             if cfg.no_cache:
                 LOG.info("tree cache: not used (--no-cache)")
+            why = "--no-cache" if cfg.no_cache else "the cache's tools are missing"
+            events.emit("cache", cache="tree", result="off", reason=why)
             return False
         with self.timer.stage("tree cache key"):
             settings = {
@@ -636,6 +667,7 @@ class Build:
             else:
                 why = "the entry with the same inputs is too old or reuse is off"
             LOG.info("tree cache: miss: %s; building the tree (%s)", why, self.tree_key[:12])
+            events.emit("cache", cache="tree", result="miss", key=self.tree_key, reason=why)
             self.cache_record = {
                 "tree_key": self.tree_key,
                 "reused": False,
@@ -656,6 +688,9 @@ class Build:
                 treecache.human_age(cfg.tree_cache_max_age),
             )
             cache.restore(hit, built)
+        events.emit(
+            "cache", cache="tree", result="hit", key=self.tree_key, age_seconds=round(hit.age)
+        )
         self.cache_record = {
             "tree_key": self.tree_key,
             "reused": True,
@@ -878,6 +913,10 @@ class Build:
             tree=tree,
             keep_old=lambda d: _keep_old(d, self.cfg.overwrite_old_image),
         )
+        if events.enabled():
+            types = {dest: plugin.name for plugin, dest in todo}
+            for path in written:
+                events.output_written(path, types.get(path))
         if self.cfg.checksum:
             for dest in (d for _, d in todo):
                 # md5sum's line names the image as the user's -o did

@@ -48,6 +48,16 @@ def host_arch() -> str:
     return _ARCH_ALIASES.get(platform.machine(), platform.machine())
 
 
+def arch_aliases() -> dict[str, list[str]]:
+    """Each architecture dibpy knows -> the other names it accepts for it."""
+    out: dict[str, list[str]] = {}
+    for alias, arch in _ARCH_ALIASES.items():
+        out.setdefault(arch, [])
+        if alias != arch:
+            out[arch].append(alias)
+    return out
+
+
 def parse_arch(value: str) -> str:
     if value not in _ARCH_ALIASES:
         known = ", ".join(sorted(set(_ARCH_ALIASES.values())))
@@ -683,4 +693,12 @@ def _check(cfg: BuildConfig) -> None:
         raise MultiError(problems)
 
 
-__all__ = ["SETTINGS", "BuildConfig", "ConfigError", "Setting", "build_config", "host_arch"]
+__all__ = [
+    "SETTINGS",
+    "BuildConfig",
+    "ConfigError",
+    "Setting",
+    "arch_aliases",
+    "build_config",
+    "host_arch",
+]

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dibpy import run
+from dibpy import events, run
 from dibpy.elements.model import Element
 from dibpy.errors import CommandError, ElementError, HookError, MultiError
 
@@ -314,6 +314,8 @@ def run_hooks(
         LOG.info("running %s%s", label, owner)
         if before_each is not None:
             before_each()
+        where = {"phase": phase, "hook": hook.name, "element": hook.element or None}
+        events.emit("hook-start", **where)
         start = time.monotonic()
         try:
             run.run(
@@ -326,6 +328,9 @@ def run_hooks(
             )
         except CommandError as e:
             elapsed = time.monotonic() - start
+            events.emit(
+                "hook-end", **where, seconds=round(elapsed, 3), status="error", error=e.status
+            )
             lines = "\n".join("  | " + ln for ln in tail)
             who = f"element {hook.element}" if hook.element else str(hook.path.parent)
             bad_env = next((ln[len(ENV_FAILED) :] for ln in tail if ln.startswith(ENV_FAILED)), "")
@@ -347,7 +352,9 @@ def run_hooks(
                 hint=f"the hook is {hook.source or hook.path}; rerun with -x for a trace, or set "
                 f"break=after-error for a shell",
             ) from None
-        timings.append((hook.name, time.monotonic() - start))
+        elapsed = time.monotonic() - start
+        events.emit("hook-end", **where, seconds=round(elapsed, 3), status="ok")
+        timings.append((hook.name, elapsed))
     timing = PhaseTiming(phase, timings)
     if timings:
         LOG.info("%s", timing.table())

@@ -34,11 +34,13 @@ def setup_logging(
     logfile: str | None = None,
     quiet: bool = False,
     timestamps: bool | None = None,
+    console_level: int | None = None,
 ) -> None:
     """Send dibpy's log to stderr (and optionally a file).  Idempotent.
 
     ``quiet``: the console shows warnings and errors only; ``timestamps`` False drops the
-    time from console lines (diskimage-builder's DIB_NO_TIMESTAMP)."""
+    time from console lines (diskimage-builder's DIB_NO_TIMESTAMP); ``console_level``, when
+    given, is the console's level (``-q``/``-v``), whatever ``quiet`` and ``debug`` say."""
     root = logging.getLogger("dibpy")
     for h in list(root.handlers):
         root.removeHandler(h)
@@ -46,7 +48,9 @@ def setup_logging(
     root.setLevel(logging.DEBUG)
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(_Formatter(timestamps))
-    stream.setLevel(logging.WARNING if quiet else level)
+    stream.setLevel(
+        console_level if console_level is not None else logging.WARNING if quiet else level
+    )
     root.addHandler(stream)
     if logfile:
         try:

@@ -10,7 +10,8 @@ Several steps may run at once (outputs are written in parallel): they share one 
 line, drawn by one thread that exists while at least one step is watched.
 
 The display is on only when stderr is a terminal and ``CI`` is not set; ``DIBPY_PROGRESS=0``
-turns it off and ``DIBPY_PROGRESS=1`` forces it on.  Logs never see it.
+turns it off and ``DIBPY_PROGRESS=1`` forces it on; ``DIBPY_PROGRESS=json`` (the event
+stream, :mod:`dibpy.events`) and ``--progress=off|json`` turn it off.  Logs never see it.
 """
 
 from __future__ import annotations
@@ -28,9 +29,20 @@ from typing import TextIO
 Probe = Callable[[], int | None]
 
 
+_forced: bool | None = None
+
+
+def set_enabled(on: bool | None) -> None:
+    """The command line's say (``--progress``): wins over DIBPY_PROGRESS; None: auto."""
+    global _forced
+    _forced = on
+
+
 def enabled(stream: TextIO | None = None) -> bool:
+    if _forced is not None:
+        return _forced
     forced = os.environ.get("DIBPY_PROGRESS", "")
-    if forced in ("0", "no", "off"):
+    if forced in ("0", "no", "off", "json"):
         return False
     if forced in ("1", "yes", "on"):
         return True

@@ -22,7 +22,7 @@ from pathlib import Path
 from dibpy import run
 from dibpy.blockdev import GETVAL_SYMBOLS
 from dibpy.blockdev.session import Session
-from dibpy.cli import add_version, entry
+from dibpy.cli import add_version, entry, examples, make_parser
 from dibpy.errors import ConfigError
 from dibpy.log import LOG, setup_logging
 
@@ -30,22 +30,29 @@ PROG = "dib-block-device"
 COMMANDS = ("init", "getval", "create", "writefstab", "umount", "cleanup", "delete")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Create and tear down disk images "
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = make_parser(
+        prog,
+        "Create and tear down disk images "
         "from a block-device config (diskimage-builder compatible).",
+        examples(
+            (f"{prog} --params params.yaml init", "read and check the config"),
+            (f"{prog} --params params.yaml create", "make the partitions and filesystems"),
+            (f"{prog} --params params.yaml getval root-label", "print one value"),
+            (f"{prog} --params params.yaml umount", "unmount (cleanup: detach too)"),
+        ),
+        ["The params file may also be given by DIB_BLOCK_DEVICE_PARAMS_YAML."],
     )
     add_version(p)
     p.add_argument("--params", help="the params YAML (default: $DIB_BLOCK_DEVICE_PARAMS_YAML)")
     p.add_argument("--debug", "-x", action="store_true", help="log every command; tracebacks")
-    p.add_argument("command", choices=COMMANDS)
+    p.add_argument("command", choices=COMMANDS, metavar="COMMAND", help=", ".join(COMMANDS))
     p.add_argument("symbol", nargs="?", help="for getval: " + ", ".join(GETVAL_SYMBOLS))
     return p
 
 
-def _main(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(argv)
+def _main(argv: Sequence[str], prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     setup_logging(debug=1 if args.debug else 0)
     params = args.params or os.environ.get("DIB_BLOCK_DEVICE_PARAMS_YAML")
     if not params:
@@ -77,5 +84,5 @@ def _command(s: Session, args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return entry(_main, PROG, argv if argv is not None else sys.argv[1:])
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    return entry(lambda a: _main(a, prog), prog, argv if argv is not None else sys.argv[1:])

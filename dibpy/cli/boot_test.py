@@ -17,16 +17,35 @@ from dibpy.boottest import (
     default_console_log,
     login_for,
 )
-from dibpy.cli import add_version, entry
+from dibpy.cli import add_version, entry, examples, make_parser
 from dibpy.errors import ConfigError, DibpyError
 
+PROG = "dibpy boot-test"
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="dibpy boot-test",
-        description="Boot a disk image (or a kernel and ramdisk) in QEMU, wait for a login "
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = make_parser(
+        prog,
+        "Boot a disk image (or a kernel and ramdisk) in QEMU, wait for a login "
         "prompt on the serial console, optionally log in and run a command.  The image is "
         "never modified (QEMU writes to a temporary snapshot).",
+        examples(
+            (f"{prog} image.qcow2", "boot to the login prompt, print how long it took"),
+            (
+                f"{PASSWORD_VARIABLE}=secret {prog} --user devuser --command 'uname -r' "
+                "image.qcow2",
+                "log in (the password from the environment, not the command line), run",
+            ),
+            (
+                f"{prog} --kernel vmlinuz --initrd ramdisk.initramfs --append console=ttyS0",
+                "boot a kernel and ramdisk",
+            ),
+        ),
+        [
+            "secrets:\n  The password is read, in this order, from --password-file FILE (its "
+            f"first line), --password (visible in ps: avoid) or {PASSWORD_VARIABLE}.  It is "
+            "typed on the serial console and never logged."
+        ],
     )
     add_version(p)
     p.add_argument("image", nargs="?", help="the disk image (optional with --kernel)")
@@ -67,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main_args(argv: Sequence[str]) -> int:
-    parser = build_parser()
+def main_args(argv: Sequence[str], prog: str = PROG) -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.image is None and args.kernel is None:
         raise ConfigError("nothing to boot", hint="give an IMAGE, or --kernel (and --initrd)")
@@ -113,5 +132,5 @@ def main_args(argv: Sequence[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return entry(main_args, "dibpy boot-test", argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    return entry(lambda a: main_args(a, prog), prog, argv)

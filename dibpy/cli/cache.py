@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dibpy import treecache
-from dibpy.cli import add_version, entry
+from dibpy.cli import add_version, entry, examples, make_parser
 from dibpy.config import parse_age, parse_gib_size
 from dibpy.errors import ConfigError
 
@@ -22,11 +22,19 @@ def _row(e: treecache.Entry, now: float) -> str:
     return f"{e.key[:12]}  {e.size / MIB:8.0f} MiB  used {used:>7} ago  {e.arch:6} {e.elements}"
 
 
-def main_args(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="dibpy cache",
-        description="The installed-tree cache in DIB_IMAGE_CACHE/dibpy-trees: list its "
+PROG = "dibpy cache"
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = make_parser(
+        prog,
+        "The installed-tree cache in DIB_IMAGE_CACHE/dibpy-trees: list its "
         "entries (most recently used first), show one, prune it to a size or age, or clear it.",
+        examples(
+            (f"{prog} list", "every entry, most recently used first"),
+            (f"{prog} prune --max-size 20G --max-age 7d", "bound the cache"),
+            (f"{prog} clear", "remove every entry"),
+        ),
     )
     add_version(p)
     common = argparse.ArgumentParser(add_help=False)
@@ -46,7 +54,11 @@ def main_args(argv: Sequence[str]) -> int:
     prune.add_argument("--max-size", metavar="SIZE", help="keep at most SIZE (GiB, or 500M)")
     prune.add_argument("--max-age", metavar="AGE", help="remove entries unused for AGE (2d, 6h)")
     sub.add_parser("clear", parents=[common], help="remove every entry")
-    args = p.parse_args(argv)
+    return p
+
+
+def main_args(argv: Sequence[str], prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     cache_dir = Path(args.image_cache).expanduser()
     found = treecache.entries(cache_dir)
     now = time.time()
@@ -93,5 +105,5 @@ def main_args(argv: Sequence[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return entry(main_args, "dibpy cache", argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    return entry(lambda a: main_args(a, prog), prog, argv)

@@ -7,17 +7,23 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from dibpy.cli import add_version, entry
+from dibpy.cli import add_version, entry, examples, make_parser
 from dibpy.errors import ConfigError
 
+PROG = "dibpy cleanup"
 
-def main_args(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="dibpy cleanup",
-        description="Find builds that died without cleaning up (from the notes every build "
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = make_parser(
+        prog,
+        "Find builds that died without cleaning up (from the notes every build "
         "leaves beside its TMP_DIR/dib_build.* directory) and remove their processes, "
         "mounts, loop devices, build directories and partial outputs. Live builds are "
         "not touched. Every build does this for its TMP_DIR before it starts.",
+        examples(
+            (prog, "clean up after dead builds in $TMP_DIR (else /tmp)"),
+            (f"{prog} --tmp-dir /var/tmp/dib", "the builds that used another TMP_DIR"),
+        ),
     )
     add_version(p)
     p.add_argument(
@@ -25,7 +31,11 @@ def main_args(argv: Sequence[str]) -> int:
         default=os.environ.get("TMP_DIR") or "/tmp",
         help="the TMP_DIR the builds used (default: $TMP_DIR, else /tmp)",
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def main_args(argv: Sequence[str], prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     tmp = Path(args.tmp_dir)
     if not tmp.is_dir():
         raise ConfigError(f"--tmp-dir {tmp}: not a directory")
@@ -39,5 +49,5 @@ def main_args(argv: Sequence[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return entry(main_args, "dibpy cleanup", argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    return entry(lambda a: main_args(a, prog), prog, argv)

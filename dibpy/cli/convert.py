@@ -8,20 +8,27 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dibpy.cli import add_version, entry
+from dibpy.cli import add_version, entry, examples, make_parser
 from dibpy.config import parse_qemu_img_options
 from dibpy.errors import ConfigError
 
+PROG = "dibpy convert"
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="dibpy convert",
-        description="Convert a disk image (raw, qcow2, vhd, vhdx, vmdk, ova) to another "
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = make_parser(
+        prog,
+        "Convert a disk image (raw, qcow2, vhd, vhdx, vmdk, ova) to another "
         "format (or to a VMware VM: OUT.vmx beside OUT.vmdk) with the options and checks "
         "of the build's output types.  The output is written under a temporary name and "
         "only renamed into place once it passed its check.  Per-format variables "
         "(DIB_QCOW2_COMPAT, DIB_VHD_SUBFORMAT, DIB_OVA_*, ...) apply as in a build; "
         "see doc/outputs.md.",
+        examples(
+            (f"{prog} image.qcow2 image.vhd", "qcow2 to VHD (the format from the extension)"),
+            (f"{prog} -O vmdk image.raw image.disk", "name the output format"),
+            (f"{prog} image.qcow2 vm.vmx", "a VMware VM: vm.vmx beside vm.vmdk"),
+        ),
     )
     add_version(p)
     p.add_argument(
@@ -56,11 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main_args(argv: Sequence[str]) -> int:
+def main_args(argv: Sequence[str], prog: str = PROG) -> int:
     from dibpy.convert import convert_image
     from dibpy.outputs import OutputOptions
 
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.debug:
         from dibpy.log import setup_logging
@@ -89,8 +96,8 @@ def main_args(argv: Sequence[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return entry(main_args, "dibpy convert", argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    return entry(lambda a: main_args(a, prog), prog, argv)
 
 
 if __name__ == "__main__":

@@ -23,16 +23,26 @@ from pathlib import Path
 from typing import Any
 
 from dibpy import yamlbuild
-from dibpy.cli import add_version, entry
+from dibpy.cli import add_version, entry, examples, make_parser
 from dibpy.cli.element_info import params_rows, params_table
 from dibpy.config import host_arch, parse_arch
 from dibpy.elements import find_library, params, resolve
 from dibpy.elements.resolve import default_elements
 from dibpy.errors import ConfigError
 
+PROG = "diskimage-builder"
 
-def main_args(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="diskimage-builder", description=__doc__.splitlines()[0])
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = make_parser(
+        prog,
+        __doc__.splitlines()[0],
+        examples(
+            (f"{prog} images.yaml", "build every image the file describes"),
+            (f"{prog} -j 2 --stop-on-failure a.yaml b.yaml", "two at once; stop at a failure"),
+            (f"{prog} --dry-run images.yaml", "print the disk-image-create commands"),
+        ),
+    )
     add_version(p)
     what = p.add_mutually_exclusive_group()
     what.add_argument("--dry-run", action="store_true", help="print the commands, build nothing")
@@ -55,8 +65,12 @@ def main_args(argv: Sequence[str]) -> int:
         metavar="N",
         help="build up to N images at once, each isolated, output prefixed with its name",
     )
-    p.add_argument("files", nargs="+", type=Path)
-    args = p.parse_args(argv)
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="YAML image lists")
+    return p
+
+
+def main_args(argv: Sequence[str], prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     if args.jobs < 1:
         raise ConfigError(f"-j {args.jobs}: needs at least 1")
     entries = yamlbuild.load_entries(args.files)
@@ -109,5 +123,5 @@ def print_params(entries: Sequence[dict[str, Any]], *, as_json: bool) -> None:
         sys.stdout.write(params_table(rows))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return entry(main_args, "diskimage-builder", argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    return entry(lambda a: main_args(a, prog), prog, argv)

@@ -5,28 +5,36 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dibpy import hookenv, run
-from dibpy.cli import add_version, entry
+from dibpy.cli import add_version, entry, examples, make_parser, mark
 from dibpy.config import parse_arch
 from dibpy.elements import find_library, params, resolve
 from dibpy.elements.model import Element
 from dibpy.elements.resolve import default_elements, to_dot
 from dibpy.errors import ConfigError
 
+PROG = "element-info"
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="element-info",
-        description="Expand a list of elements (with their dependencies) and show where "
-        "each one lives.",
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = make_parser(
+        prog,
+        "Expand a list of elements (with their dependencies) and show where each one lives.",
+        examples(
+            (f"{prog} debian-minimal vm", "the elements of a build, in order, with their paths"),
+            (f"{prog} --expand-defaults --json debian-minimal vm", "as a build sees them, JSON"),
+            (f"{prog} --graph deps.svg debian-minimal vm", "draw the dependency graph"),
+        ),
+        ["Elements are looked up in ELEMENTS_PATH, then in dibpy's own library."],
     )
     add_version(p)
-    p.add_argument("elements", nargs="+", help="element names")
+    mark(p.add_argument("elements", nargs="+", help="element names"), "elements")
     out = p.add_mutually_exclusive_group()
     out.add_argument(
         "--env",
@@ -47,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="apply disk-image-create's defaults (add base, block-device-mbr for vm)",
     )
     p.add_argument("-n", "--skip-base", action="store_true", help="with --expand-defaults: no base")
-    p.add_argument("-a", "--arch", default="amd64")
+    mark(p.add_argument("-a", "--arch", default="amd64", help="target architecture"), "arches")
     p.add_argument(
         "--no-os-check", action="store_true", help="do not require an operating-system element"
     )
@@ -77,12 +85,24 @@ def write_graph(dot: str, target: Path) -> None:
     run.run(["dot", f"-T{suffix}", "-o", str(target)], input=dot)
 
 
+#: variables whose values are secrets: --params says they are set, not what they are
+SECRET = re.compile(r"PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|CREDENTIAL", re.I)
+HIDDEN = "(set, hidden)"
+
+
+def shown_value(r: params.Effective) -> str | None:
+    """The value --params prints: a secret's (a password's) is never shown."""
+    if r.value is not None and SECRET.search(r.name) and not r.name.endswith("_FILE"):
+        return HIDDEN
+    return r.value
+
+
 def params_rows(rows: Sequence[params.Effective]) -> list[dict[str, object]]:
     """``--params --json``'s records."""
     return [
         {
             "name": r.name,
-            "value": r.value,
+            "value": shown_value(r),
             "source": r.source,
             "element": r.parameter.element,
             "type": r.parameter.type,
@@ -103,7 +123,7 @@ def params_table(rows: Sequence[params.Effective]) -> str:
     table += [
         (
             r.name,
-            "-" if r.value is None else r.value,
+            "-" if r.value is None else str(shown_value(r)),
             r.source,
             r.parameter.element,
             r.parameter.description,
@@ -128,8 +148,8 @@ def print_params(elements: Sequence[Element], environ: Mapping[str, str], *, as_
         sys.stdout.write(params_table(rows))
 
 
-def main_args(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(argv)
+def main_args(argv: Sequence[str], prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         args.arch = parse_arch(args.arch)
     except ValueError as bad:
@@ -169,5 +189,5 @@ def main_args(argv: Sequence[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return entry(main_args, "element-info", argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    return entry(lambda a: main_args(a, prog), prog, argv)

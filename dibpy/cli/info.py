@@ -8,17 +8,23 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dibpy.cli import add_version, entry
+from dibpy.cli import add_version, entry, examples, make_parser
+
+PROG = "dibpy info"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="dibpy info",
-        description="Describe a disk image (raw, qcow2, vhd, vhdx, vmdk, ova) without "
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = make_parser(
+        prog,
+        "Describe a disk image (raw, qcow2, vhd, vhdx, vmdk, ova) without "
         "booting it: format, virtual and allocated size, partition table, filesystems "
         "with labels and UUIDs, the bootloader and the OS inside (os-release).  Non-raw "
         "images are read through a temporary sparse raw copy in TMPDIR.  A damaged or "
         "truncated image, or a file that is no disk image, is refused.",
+        examples(
+            (f"{prog} image.qcow2", "partitions, filesystems, bootloader and OS"),
+            (f"{prog} --json image.raw | jq .partitions", "the same as JSON"),
+        ),
     )
     add_version(p)
     p.add_argument("image", help="the disk image")
@@ -35,10 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main_args(argv: Sequence[str]) -> int:
+def main_args(argv: Sequence[str], prog: str = PROG) -> int:
     from dibpy.inspect import describe, render
 
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     if args.debug:
         from dibpy.log import setup_logging
 
@@ -57,8 +63,8 @@ def main_args(argv: Sequence[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return entry(main_args, "dibpy info", argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    return entry(lambda a: main_args(a, prog), prog, argv)
 
 
 if __name__ == "__main__":

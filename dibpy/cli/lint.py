@@ -8,20 +8,27 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dibpy.cli import add_version, entry
+from dibpy.cli import add_version, entry, examples, make_parser
 from dibpy.elements import builtin_elements_dir
 from dibpy.errors import ConfigError, did_you_mean
 from dibpy.lint import ALIASES, RULES, lint, parse_rule_names, rules_table
 
+PROG = "dib-lint"
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="dib-lint",
-        description="Check every element in each ELEMENTS_DIR with diskimage-builder's "
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = make_parser(
+        prog,
+        "Check every element in each ELEMENTS_DIR with diskimage-builder's "
         "dib-lint rules (and dibpy's: hook names that will really run, shellcheck, ...). "
         "A file opts out of rules with '# dib-lint: disable=RULE [RULE...]'; a project with "
         "'ignore = RULE [RULE...]' in the [dib-lint] section of tox.ini (the current "
         "directory's, and the nearest one above each ELEMENTS_DIR).",
+        examples(
+            (prog, "check elements/ here (or dibpy's own library)"),
+            (f"{prog} --ignore E041 my-elements", "check my-elements, without one rule"),
+            (f"{prog} --list-rules", "what each rule checks"),
+        ),
     )
     add_version(p)
     p.add_argument(
@@ -29,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         metavar="ELEMENTS_DIR",
         help="directories holding elements (default: $ELEMENTS_DIR, colon-separated, "
-        "else ./elements or ./diskimage_builder/elements, else dibpy's built-in library)",
+        "else elements/ or diskimage_builder/elements/ here, else dibpy's built-in library)",
     )
     p.add_argument("--no-shellcheck", action="store_true", help="do not run shellcheck")
     p.add_argument(
@@ -62,8 +69,8 @@ def default_elements_dir(cwd: Path) -> Path:
     return builtin_elements_dir()
 
 
-def main_args(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(argv)
+def main_args(argv: Sequence[str], prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     if args.list_rules:
         print(rules_table())
         return 0
@@ -89,5 +96,5 @@ def main_args(argv: Sequence[str]) -> int:
     return 1 if result.errors else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return entry(main_args, "dib-lint", argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    return entry(lambda a: main_args(a, prog), prog, argv)

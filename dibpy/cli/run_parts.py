@@ -7,21 +7,31 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from dibpy.cli import add_version, entry
+from dibpy.cli import add_version, entry, examples, make_parser, mark_file
 from dibpy.errors import ConfigError
 from dibpy.hooks import ORIGINS_FILE, environment_files, run_hooks, scan_dir, warn_skipped
 
+PROG = "dib-run-parts"
 
-def main_args(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="dib-run-parts",
-        description="Run every executable file in DIR whose name matches ^[0-9A-Za-z_-]+$, "
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = make_parser(
+        prog,
+        "Run every executable file in DIR whose name matches ^[0-9A-Za-z_-]+$, "
         "in sort -n order, after sourcing DIR/../environment.d/*.",
+        examples(
+            (f"{prog} /tmp/in_target.d/install.d", "run one phase's hooks"),
+            (f"{prog} --list elements/base/install.d", "show the order they would run in"),
+        ),
     )
     add_version(p)
     p.add_argument("--list", action="store_true", help="print the hooks that would run, in order")
-    p.add_argument("dir")
-    args = p.parse_args(argv)
+    mark_file(p.add_argument("dir", metavar="DIR", help="the directory of hooks"), directory=True)
+    return p
+
+
+def main_args(argv: Sequence[str], prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     d = Path(args.dir)
     if not d.is_dir():
         raise ConfigError(f"{d} is not a directory", hint="dib-run-parts DIR runs the hooks in DIR")
@@ -46,5 +56,5 @@ def main_args(argv: Sequence[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return entry(main_args, "dib-run-parts", argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    return entry(lambda a: main_args(a, prog), prog, argv)

@@ -77,7 +77,7 @@ def test_a_build_without_root_is_refused_before_anything_exists(
     )
     p = plan(cfg)
     monkeypatch.setattr("os.geteuid", lambda: 1000)
-    with pytest.raises(DibpyError, match="needs root") as e:
+    with pytest.raises(DibpyError, match="must run as root") as e:
         Build(p).run()
     assert e.value.hint and "no sudo" in e.value.hint
     assert not list((tmp_path / "tmp").iterdir())

@@ -65,6 +65,24 @@ def test_installed_element_info_env_on_shipped_elements(installed: Path, tmp_pat
     assert hooks and all(os.access(p, os.X_OK) for p in hooks)
 
 
+def test_man_pages_are_installed_and_man_finds_them(installed: Path) -> None:
+    pages = installed / "share" / "man" / "man1"
+    assert sorted(p.name for p in pages.glob("*.1")) == sorted(
+        p.name for p in (REPO / "man" / "man1").glob("*.1")
+    )
+    # man finds pages beside the commands on PATH (bin/../share/man)
+    env = {
+        "PATH": f"{installed / 'bin'}:/usr/bin:/bin",
+        "MANWIDTH": "80",
+        "MANPAGER": "cat",
+        "PAGER": "cat",
+        "HOME": str(installed),
+    }
+    r = subprocess.run(["man", "disk-image-create"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "disk-image-create" in r.stdout and "EXAMPLES" in r.stdout
+
+
 def test_pending_or_bad_usage_is_one_line(installed: Path) -> None:
     r = subprocess.run(
         [str(installed / "bin" / "dibpy"), "no-such-command"], capture_output=True, text=True
