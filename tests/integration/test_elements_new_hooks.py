@@ -1,0 +1,415 @@
+"""The hooks of dracut-regenerate, fips, python-brickclient, uboot, ubuntu-signed and zipl,
+run for real against temporary trees.
+
+Chroot hooks run in a tree whose ``/usr`` is an overlay over the host's (in a private
+mount namespace, so nothing outlives the test), with its own ``/etc``, ``/boot`` and
+``/tmp``: what a hook changes is what the tree shows, including the overlay's upper
+directory for ``/usr``.  A program that cannot act here (dracut on a stand-in kernel, zipl
+off s390x, fips-mode-setup on Debian, mkimage when u-boot-tools is missing) is a stand-in
+on PATH that records its arguments; where the real program is installed it is used too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, mounts_under, write
+
+ELEMENTS = REPO / "elements"
+LIB = REPO / "dibpy" / "lib"
+PATH = "/stand-ins:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"
+
+
+def namespaces_work() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (a mount namespace and chroot)"
+    r = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return None if r.returncode == 0 else f"unshare --mount fails here: {r.stderr.strip()}"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Iterator[Path]:
+    why = namespaces_work()
+    if why:
+        pytest.skip(why)
+    root = tmp_path / "tree"
+    for d in ("usr", "etc", "boot", "tmp", "root", "var/tmp", "stand-ins", "dev"):
+        (root / d).mkdir(parents=True)
+    for link in ("bin", "sbin", "lib", "lib64"):
+        (root / link).symlink_to(f"usr/{link}")
+    (tmp_path / "upper").mkdir()
+    (tmp_path / "work").mkdir()
+    (root / "dev/null").touch()  # bound to the host's /dev/null below
+    yield root
+    assert not mounts_under(tmp_path), "the mount namespace took its mounts with it"
+
+
+def upper(tree: Path) -> Path:
+    """What the hook changed under /usr."""
+    return tree.parent / "upper"
+
+
+def stand_in(tree: Path, name: str, body: str = "") -> None:
+    """A command recording its arguments in /tmp/NAME.calls, then running BODY."""
+    write(
+        tree / "stand-ins" / name,
+        f'#!/bin/bash\nset -eu\necho "$*" >> /tmp/{name}.calls\n{body}\n',
+        0o755,
+    )
+
+
+def calls(tree: Path, name: str) -> list[str]:
+    f = tree / "tmp" / f"{name}.calls"
+    return f.read_text().splitlines() if f.exists() else []
+
+
+def in_chroot(tree: Path, hook: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    shutil.copy2(hook, tree / "tmp" / hook.name)
+    t, u, w = tree, upper(tree), tree.parent / "work"
+    setup = (
+        f"mount -t overlay overlay -o lowerdir=/usr,upperdir={u},workdir={w} {t}/usr && "
+        f'mount --bind /dev/null {t}/dev/null && exec chroot {t} "$@"'
+    )
+    argv = ["env", "-i", f"PATH={PATH}", *(f"{k}={v}" for k, v in env.items())]
+    argv += [f"/tmp/{hook.name}"]
+    try:
+        return subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", setup, "sh", *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+    finally:
+        (tree / "tmp" / hook.name).unlink()
+
+
+def on_host(hook: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "LC_ALL": "C", "_LIB": str(LIB)}
+    return subprocess.run(
+        ["bash", str(hook)], env={**base, **env}, capture_output=True, text=True, check=False
+    )
+
+
+def one_line_error(r: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+# ---------------------------------------------------------------- ubuntu-signed
+
+SIGNED = ELEMENTS / "ubuntu-signed/post-install.d/90-signed-kernel-version"
+
+
+def test_ubuntu_signed_records_the_newest_signed_kernel(tree: Path) -> None:
+    for v in ("5.15.0-9-generic", "5.15.0-10-generic"):
+        write(tree / f"boot/vmlinuz-{v}", "k")
+        write(tree / f"boot/vmlinuz-{v}.efi.signed", "signed")
+        write(tree / f"boot/initrd.img-{v}", "i")
+    r = in_chroot(tree, SIGNED)
+    assert r.returncode == 0, r.stderr
+    record = tree / "dib-signed-kernel-version"
+    assert record.read_text() == "DIB_SIGNED_KERNEL_VERSION=5.15.0-10-generic.efi.signed\n"
+    # and the kernel the bootloader and baremetal pick is now the signed one
+    r = subprocess.run(
+        ["bash", "-c", f'source {LIB}/img-functions; select_boot_kernel_initrd "$1"; '
+         'echo "$KERNEL $RAMDISK"', "sh", str(tree)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert r.stdout.split()[-2:] == [
+        "vmlinuz-5.15.0-10-generic.efi.signed",
+        "initrd.img-5.15.0-10-generic",
+    ], r.stdout + r.stderr
+
+
+def test_ubuntu_signed_without_a_signed_kernel_is_one_line(tree: Path) -> None:
+    write(tree / "boot/vmlinuz-6.8.0-1-generic", "k")
+    one_line_error(in_chroot(tree, SIGNED), "ubuntu-signed", ".efi.signed")
+    assert not (tree / "dib-signed-kernel-version").exists()
+
+
+# ---------------------------------------------------------------- fips
+
+FIPS = ELEMENTS / "fips/pre-install.d/01-fips-mode"
+
+
+def test_fips_runs_fips_mode_setup_on_the_red_hat_family(tree: Path) -> None:
+    stand_in(tree, "fips-mode-setup", "mkdir -p /etc/crypto-policies; echo FIPS > "
+             "/etc/crypto-policies/config")  # fmt: skip
+    r = in_chroot(tree, FIPS, DISTRO_NAME="rocky")
+    assert r.returncode == 0, r.stderr
+    assert calls(tree, "fips-mode-setup") == ["--enable"]
+    assert (tree / "etc/crypto-policies/config").read_text() == "FIPS\n"
+
+
+def test_fips_without_fips_mode_setup_sets_the_policy_and_fips_1(tree: Path) -> None:
+    stand_in(tree, "update-crypto-policies")
+    r = in_chroot(tree, FIPS, DISTRO_NAME="rhel")
+    assert r.returncode == 0, r.stderr
+    assert calls(tree, "update-crypto-policies") == ["--set FIPS"]
+    assert (tree / "etc/kernel/cmdline.d/50-fips.conf").read_text() == "fips=1\n"
+
+
+@pytest.mark.parametrize("distro", ["ubuntu", "debian", "gentoo", "opensuse"])
+def test_fips_unsupported_distribution_is_one_line(tree: Path, distro: str) -> None:
+    stand_in(tree, "fips-mode-setup")
+    one_line_error(in_chroot(tree, FIPS, DISTRO_NAME=distro), "fips:")
+    assert calls(tree, "fips-mode-setup") == []
+
+
+def test_fips_packages_only_on_the_red_hat_family() -> None:
+    from dibpy.elements.model import load_yaml_or_json
+
+    data = load_yaml_or_json(ELEMENTS / "fips/package-installs.yaml")
+    assert set(data) == {"crypto-policies", "crypto-policies-scripts"}
+    for item in data.values():
+        assert "DISTRO_NAME != debian" in item["when"]
+
+
+# ---------------------------------------------------------------- zipl
+
+ZIPL_LINKS = ELEMENTS / "zipl/pre-install.d/10-zipl-kernel-links"
+ZIPL = ELEMENTS / "zipl/finalise.d/50-zipl"
+
+
+def test_zipl_keeps_kernel_links_in_boot(tree: Path) -> None:
+    write(tree / "etc/kernel-img.conf", "do_symlinks = yes\nlink_in_boot = no\n")
+    assert in_chroot(tree, ZIPL_LINKS).returncode == 0
+    assert in_chroot(tree, ZIPL_LINKS).returncode == 0
+    assert (tree / "etc/kernel-img.conf").read_text() == "do_symlinks = yes\nlink_in_boot = yes\n"
+
+
+def test_zipl_writes_its_config_and_runs_on_the_whole_disk(tree: Path) -> None:
+    # the stand-in runs the loop helper, as zipl does, and keeps what it says
+    stand_in(tree, "zipl", "/lib/s390-tools/zipl_helper.loop > /tmp/helper.seen")
+    r = in_chroot(tree, ZIPL, ARCH="s390x", IMAGE_BLOCK_DEVICE="/dev/loop7p1",
+                  DIB_ROOT_LABEL="img-root", DIB_ZIPL_DEFAULT_CMDLINE="console=ttyS0")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert calls(tree, "zipl") == ["-V"]
+    conf = (tree / "etc/zipl.conf").read_text()
+    assert "image = /boot/vmlinuz\n" in conf and "ramdisk = /boot/initrd.img\n" in conf
+    assert 'parameters = "root=LABEL=img-root console=ttyS0"' in conf
+    seen = (tree / "tmp/helper.seen").read_text()
+    assert "targetbase=/dev/loop7\n" in seen and "targettype=scsi\n" in seen
+    # the helper is gone again (from the overlaid /usr/lib)
+    assert not (upper(tree) / "lib/s390-tools/zipl_helper.loop").exists()
+
+
+def test_zipl_on_another_architecture_is_one_line(tree: Path) -> None:
+    stand_in(tree, "zipl")
+    r = in_chroot(tree, ZIPL, ARCH="amd64", IMAGE_BLOCK_DEVICE="/dev/loop7")
+    one_line_error(r, "zipl", "s390x", "ARCH=amd64")
+    assert not (tree / "etc/zipl.conf").exists()
+
+
+def test_zipl_replaces_the_bootloader() -> None:
+    from dibpy.elements import find_library, resolve
+
+    res = resolve(["debian-minimal", "vm", "block-device-mbr", "zipl"], find_library({}))
+    assert "zipl" in res.names and "bootloader" not in res.names
+    assert res.provided_by["bootloader"] == "zipl"
+
+
+# ---------------------------------------------------------------- uboot
+
+UBOOT = ELEMENTS / "uboot/cleanup.d/98-uboot"
+
+
+def kernel_tree(root: Path) -> Path:
+    write(root / "boot/vmlinuz-6.1.0-9-arm64", "KERNEL" * 100)
+    write(root / "boot/initrd.img-6.1.0-9-arm64", "INITRD" * 100)
+    return root
+
+
+def fake_mkimage(bindir: Path) -> Path:
+    write(bindir / "mkimage", '#!/bin/bash\necho "$*" >> "$MKIMAGE_LOG"\n'
+          'out=${*: -1}; in=${*: -2:1}\n{ echo UIMAGE-HEADER; cat "$in"; } > "$out"\n',
+          0o755)  # fmt: skip
+    return bindir
+
+
+def test_uboot_wraps_kernel_and_initrd_on_arm(tmp_path: Path) -> None:
+    root = kernel_tree(tmp_path / "root")
+    bindir = fake_mkimage(tmp_path / "bin")
+    log = tmp_path / "mkimage.log"
+    r = on_host(UBOOT, TARGET_ROOT=str(root), ARCH="arm64", UBOOT_KERNEL_ADDR="0x40080000",
+                PATH=f"{bindir}:{os.environ['PATH']}", MKIMAGE_LOG=str(log))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    argv = [ln.split() for ln in log.read_text().splitlines()]
+    assert argv[0][:12] == ["-A", "arm64", "-O", "linux", "-T", "kernel", "-C", "none",
+                            "-a", "0x40080000", "-e", "0x80000"]  # fmt: skip
+    assert argv[1][:8] == ["-A", "arm64", "-O", "linux", "-T", "ramdisk", "-C", "gzip"]
+    kernel = (root / "boot/vmlinuz-6.1.0-9-arm64").read_text()
+    assert kernel == "UIMAGE-HEADER\n" + "KERNEL" * 100
+    assert (root / "boot/initrd.img-6.1.0-9-arm64").read_text().startswith("UIMAGE-HEADER\n")
+
+
+def test_uboot_leaves_other_architectures_alone(tmp_path: Path) -> None:
+    root = kernel_tree(tmp_path / "root")
+    r = on_host(UBOOT, TARGET_ROOT=str(root), ARCH="amd64", PATH="/usr/bin:/bin")
+    assert r.returncode == 0 and "nothing to do" in r.stdout
+    assert (root / "boot/vmlinuz-6.1.0-9-arm64").read_text() == "KERNEL" * 100
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"UBOOT_KERNEL_EP": "here"}, ["UBOOT_KERNEL_EP=here"]),
+        ({"PATH": "/nonexistent"}, ["mkimage", "u-boot-tools"]),
+    ],
+)
+def test_uboot_bad_input_is_one_line(tmp_path: Path, env: dict[str, str], words: list[str]) -> None:
+    root = kernel_tree(tmp_path / "root")
+    bindir = fake_mkimage(tmp_path / "bin")
+    full = {"TARGET_ROOT": str(root), "ARCH": "arm64", "MKIMAGE_LOG": str(tmp_path / "log"),
+            "PATH": f"{bindir}:/usr/bin:/bin", **env}  # fmt: skip
+    if env.get("PATH") == "/nonexistent":
+        full["PATH"] = "/usr/bin:/bin" if shutil.which("mkimage") is None else "/nonexistent"
+    r = subprocess.run(["/bin/bash", str(UBOOT)], env={**full, "_LIB": str(LIB)},
+                       capture_output=True, text=True, check=False)  # fmt: skip
+    one_line_error(r, "uboot:", *words)
+
+
+def test_uboot_with_the_real_mkimage(tmp_path: Path) -> None:
+    if shutil.which("mkimage") is None:
+        pytest.skip("mkimage is not installed (Debian package u-boot-tools)")
+    root = kernel_tree(tmp_path / "root")
+    r = on_host(UBOOT, TARGET_ROOT=str(root), ARCH="arm64")
+    assert r.returncode == 0, r.stderr
+    info = subprocess.run(["mkimage", "-l", str(root / "boot/vmlinuz-6.1.0-9-arm64")],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "AArch64" in info and "Kernel" in info
+
+
+# ---------------------------------------------------------------- dracut-regenerate
+
+DRACUT_CONF = ELEMENTS / "dracut-regenerate/extra-data.d/50-dracut-conf"
+DRACUT = ELEMENTS / "dracut-regenerate/finalise.d/50-dracut-regenerate"
+
+
+def dracut_env() -> dict[str, str]:
+    script = ELEMENTS / "dracut-regenerate/environment.d/10-dracut-regenerate"
+    out = subprocess.run(["bash", "-c", f'source {script}; echo "$DIB_DRACUT_ENABLED_MODULES"'],
+                         env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    return {"DIB_DRACUT_ENABLED_MODULES": out}
+
+
+def test_dracut_conf_files_of_every_element_are_copied(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    other = tmp_path / "my-element"
+    write(other / "dracut.conf.d/90-mine.conf", 'add_drivers+=" virtio_blk "\n')
+    yaml_lines = f"disable-nouveau: {ELEMENTS / 'disable-nouveau'}\nmy-element: {other}\n"
+    r = on_host(DRACUT_CONF, TMP_MOUNT_PATH=str(root), IMAGE_ELEMENT_YAML=yaml_lines)
+    assert r.returncode == 0, r.stderr
+    got = sorted(p.name for p in (root / "etc/dracut.conf.d").iterdir())
+    assert got == ["90-mine.conf", "disable-nouveau.conf"]
+
+
+def test_dracut_regenerate_adds_the_default_modules(tree: Path) -> None:
+    stand_in(tree, "install-packages")
+    stand_in(
+        tree, "select-boot-kernel-initrd", "echo vmlinuz-6.1.0-9-amd64:initrd.img-6.1.0-9-amd64"
+    )
+    stand_in(tree, "dracut")
+    r = in_chroot(tree, DRACUT, **dracut_env())
+    assert r.returncode == 0, r.stderr
+    assert calls(tree, "install-packages") == ["cryptsetup", "lvm2"]
+    assert calls(tree, "dracut") == [
+        "--force --add crypt lvm /boot/initrd.img-6.1.0-9-amd64 6.1.0-9-amd64"
+    ]
+
+
+def test_dracut_regenerate_with_only_conf_files(tree: Path) -> None:
+    stand_in(
+        tree, "select-boot-kernel-initrd", "echo vmlinuz-6.1.0-9-amd64:initrd.img-6.1.0-9-amd64"
+    )
+    stand_in(tree, "dracut")
+    write(tree / "etc/dracut.conf.d/x.conf", "hostonly=no\n")
+    r = in_chroot(tree, DRACUT, DIB_DRACUT_ENABLED_MODULES="")
+    assert r.returncode == 0, r.stderr
+    assert calls(tree, "dracut") == ["--force /boot/initrd.img-6.1.0-9-amd64 6.1.0-9-amd64"]
+
+
+def test_dracut_regenerate_nothing_to_do(tree: Path) -> None:
+    stand_in(tree, "dracut")
+    r = in_chroot(tree, DRACUT, DIB_DRACUT_ENABLED_MODULES="[]")
+    assert r.returncode == 0 and "nothing to do" in r.stdout, r.stderr
+    assert calls(tree, "dracut") == []
+
+
+@pytest.mark.parametrize("value", ["- name: [unclosed", "name: crypt"])
+def test_dracut_regenerate_bad_variable_is_one_line(tree: Path, value: str) -> None:
+    stand_in(tree, "dracut")
+    r = in_chroot(tree, DRACUT, DIB_DRACUT_ENABLED_MODULES=value)
+    one_line_error(r, "DIB_DRACUT_ENABLED_MODULES")
+    assert calls(tree, "dracut") == []
+
+
+# ---------------------------------------------------------------- python-brickclient
+
+BRICK = ELEMENTS / "python-brickclient/post-install.d/55-brick-client-install"
+
+
+def tiny_wheel(dest: Path) -> Path:
+    """A local python-brick-cinderclient-ext wheel with a python-brickclient command."""
+    name, ver = "python_brick_cinderclient_ext", "9.9.9"
+    whl = dest / f"{name}-{ver}-py3-none-any.whl"
+    dest.mkdir(parents=True)
+    di = f"{name}-{ver}.dist-info"
+    files = {
+        "brick_probe.py": "def main():\n    print('brick probe')\n",
+        f"{di}/METADATA": f"Metadata-Version: 2.1\nName: python-brick-cinderclient-ext\n"
+        f"Version: {ver}\n",
+        f"{di}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+        f"{di}/entry_points.txt": "[console_scripts]\npython-brickclient = brick_probe:main\n",
+    }
+    with zipfile.ZipFile(whl, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+        z.writestr(f"{di}/RECORD", "".join(f"{p},,\n" for p in files) + f"{di}/RECORD,,\n")
+    return whl
+
+
+def test_python_brickclient_venv_and_command(tree: Path) -> None:
+    tiny_wheel(tree / "wheels")
+    r = in_chroot(tree, BRICK, PIP_NO_INDEX="1", PIP_FIND_LINKS="/wheels",
+                  PIP_DISABLE_PIP_VERSION_CHECK="1", HOME="/root")  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    venv = upper(tree) / "share/python-brickclient/venv"
+    assert (venv / "bin/python-brickclient").is_file()
+    link = upper(tree) / "local/bin/python-brickclient"
+    assert os.readlink(link) == "/usr/share/python-brickclient/venv/bin/python-brickclient"
+    # run twice: the second time is one clear line, not a half-reinstall
+    r = in_chroot(tree, BRICK, PIP_NO_INDEX="1", PIP_FIND_LINKS="/wheels")
+    one_line_error(r, "python-brickclient", "exists already")
+
+
+def test_python_brickclient_without_the_command_is_one_line(tree: Path) -> None:
+    whl = tiny_wheel(tree / "wheels")
+    other = whl.with_name("python_brick_cinderclient_ext-9.9.8-py3-none-any.whl")
+    with zipfile.ZipFile(whl) as src, zipfile.ZipFile(other, "w") as dst:
+        for info in src.infolist():
+            if not info.filename.endswith("entry_points.txt"):
+                dst.writestr(info.filename.replace("9.9.9", "9.9.8"),
+                             src.read(info).decode().replace("9.9.9", "9.9.8"))  # fmt: skip
+    r = in_chroot(tree, BRICK, PIP_NO_INDEX="1", PIP_FIND_LINKS="/wheels",
+                  DIB_PYTHON_BRICKCLIENT_SPEC="python-brick-cinderclient-ext==9.9.8")  # fmt: skip
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines()[-1].startswith("python-brickclient: installing")
