@@ -93,6 +93,11 @@ DIFFERENT: dict[tuple[str, str], tuple[set[str], set[str], str]] = {
         {"deploy-tgtadm"},
         "deploy-tgtadm is obsolete (dibpy ships it as a stub that stops the build)",
     ),
+    ("replace-partition", "element-deps"): (
+        {"redhat-common"},
+        set(),
+        "its root.d uses redhat-common's extract-image (no device-mapper, no guestfish)",
+    ),
     ("rpm-distro", "element-deps"): (
         set(),
         {"selinux-fixfiles-restore"},
