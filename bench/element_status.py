@@ -56,7 +56,6 @@ MISSING_NOTES: dict[str, str] = {
     "ilo": _VENDOR,
     "hpdsa": _VENDOR,
     "mellanox": _VENDOR,
-    "lvm": "needs device-mapper; block-device-efi-lvm covers LVM layouts; not written yet",
 }
 
 HEADER = """\

@@ -413,3 +413,68 @@ def test_python_brickclient_without_the_command_is_one_line(tree: Path) -> None:
                   DIB_PYTHON_BRICKCLIENT_SPEC="python-brick-cinderclient-ext==9.9.8")  # fmt: skip
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1].startswith("python-brickclient: installing")
+
+
+# ---------------------------------------------------------------- lvm
+
+LVM_CHECK = ELEMENTS / "lvm/root.d/10-lvm-check-distro"
+LVM_ROOT = ELEMENTS / "lvm/finalise.d/60-lvm-root"
+
+
+def lvm_tree(tree: Path, source: str, fstype: str = "ext4") -> None:
+    stand_in(tree, "findmnt", f'echo "{source} {fstype}"')
+    for name in ("pvs", f"fsck.{fstype}", "update-initramfs", "grub-mkconfig"):
+        stand_in(tree, name)
+    (tree / "boot/grub").mkdir(parents=True)
+
+
+def test_lvm_root_gets_lvm_in_the_initramfs_and_grub(tree: Path) -> None:
+    lvm_tree(tree, "/dev/mapper/vg-lv_root")
+    write(tree / "etc/initramfs-tools/modules", "# modules\n")
+    r = in_chroot(tree, LVM_ROOT)
+    assert r.returncode == 0, r.stderr
+    assert (tree / "etc/initramfs-tools/modules").read_text() == "# modules\nlvm2\n"
+    cfg = tree / "etc/default/grub.d/60-lvm-root.cfg"
+    assert cfg.read_text() == "GRUB_DEVICE=/dev/mapper/vg-lv_root\n"
+    assert calls(tree, "update-initramfs") == ["-u -k all"]
+    assert calls(tree, "grub-mkconfig") == ["-o /boot/grub/grub.cfg"]
+    # a second run adds lvm2 once
+    assert in_chroot(tree, LVM_ROOT).returncode == 0
+    assert (tree / "etc/initramfs-tools/modules").read_text() == "# modules\nlvm2\n"
+
+
+@pytest.mark.parametrize("source", ["/dev/loop0p1", "/dev/mapper/loop0p1"])
+def test_lvm_leaves_a_root_that_is_not_on_lvm(tree: Path, source: str) -> None:
+    lvm_tree(tree, source)
+    r = in_chroot(tree, LVM_ROOT)
+    assert r.returncode == 0, r.stderr
+    assert calls(tree, "update-initramfs") == [] and not (tree / "etc/default/grub.d").exists()
+
+
+def test_lvm_root_without_initramfs_tools_is_one_line(tree: Path) -> None:
+    lvm_tree(tree, "/dev/mapper/vg-lv_root")
+    one_line_error(in_chroot(tree, LVM_ROOT), "lvm:", "initramfs-tools")
+
+
+def test_lvm_root_without_its_fsck_is_one_line(tree: Path) -> None:
+    lvm_tree(tree, "/dev/mapper/vg-lv_root")
+    (tree / "stand-ins/fsck.ext4").unlink()
+    stand_in(tree, "findmnt", 'echo "/dev/mapper/vg-lv_root nosuchfs"')
+    (tree / "etc/initramfs-tools").mkdir(parents=True)
+    one_line_error(in_chroot(tree, LVM_ROOT), "fsck.nosuchfs")
+
+
+@pytest.mark.parametrize(
+    ("env", "ok"),
+    [({"DISTRO_NAME": "ubuntu", "DIB_RELEASE": "noble"}, True),
+     ({"DISTRO_NAME": "ubuntu", "DIB_RELEASE": "trusty"}, False),
+     ({"DISTRO_NAME": "centos", "DIB_RELEASE": "9"}, False)],
+)  # fmt: skip
+def test_lvm_distribution_check(env: dict[str, str], ok: bool) -> None:
+    r = on_host(LVM_CHECK, **env)
+    if ok:
+        assert r.returncode == 0, r.stderr
+    else:
+        one_line_error(
+            r, "lvm:", env["DIB_RELEASE"] if env["DISTRO_NAME"] == "ubuntu" else "centos"
+        )
