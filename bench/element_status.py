@@ -45,7 +45,6 @@ MISSING_NOTES: dict[str, str] = {
     "rhel": _REDHAT,
     "rhel-common": _REDHAT,
     "elrepo": _REDHAT,
-    "selinux-fixfiles-restore": "Red Hat family: relabels the tree; not written yet",
     "gentoo": _OTHER_OS,
     "opensuse": _OTHER_OS,
     "opensuse-minimal": _OTHER_OS,

@@ -478,3 +478,60 @@ def test_lvm_distribution_check(env: dict[str, str], ok: bool) -> None:
         one_line_error(
             r, "lvm:", env["DIB_RELEASE"] if env["DISTRO_NAME"] == "ubuntu" else "centos"
         )
+
+
+# ---------------------------------------------------------------- selinux-fixfiles-restore
+
+FIXFILES = ELEMENTS / "selinux-fixfiles-restore/cleanup.d/99-selinux-fixfiles-restore"
+CONTEXTS = "etc/selinux/targeted/contexts/files/file_contexts"
+
+
+def host_hook_over_tree(tree: Path, hook: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """A host-side hook with TARGET_ROOT=tree, the tree's /usr overlaid as in in_chroot."""
+    u, w = upper(tree), tree.parent / "work"
+    setup = (
+        f"mount -t overlay overlay -o lowerdir=/usr,upperdir={u},workdir={w} {tree}/usr && "
+        f'mount --bind /dev/null {tree}/dev/null && exec "$@"'
+    )
+    argv = ["env", "-i", f"PATH={os.environ['PATH']}", f"TARGET_ROOT={tree}",
+            *(f"{k}={v}" for k, v in env.items()), "bash", str(hook)]  # fmt: skip
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", setup, "sh", *argv],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+
+
+def image_setfiles(tree: Path) -> None:
+    """The image's setfiles: a stand-in in its /usr/sbin that records its arguments."""
+    write(upper(tree) / "sbin/setfiles", '#!/bin/bash\necho "$*" >> /tmp/setfiles.calls\n', 0o755)
+
+
+def test_fixfiles_labels_each_mounted_filesystem(tree: Path) -> None:
+    write(tree / CONTEXTS, "/.* system_u:object_r:default_t:s0\n")
+    image_setfiles(tree)
+    r = host_hook_over_tree(
+        tree, FIXFILES, DIB_MOUNTPOINTS="/|/boot|/boot/efi|/var|/tmp/in_target.d"
+    )
+    assert r.returncode == 0, r.stderr
+    c = f"-F -x /{CONTEXTS}"
+    assert calls(tree, "setfiles") == [f"{c} /", f"{c} /boot", f"{c} /var"]
+
+
+def test_fixfiles_on_fedora_adds_m(tree: Path) -> None:
+    write(tree / CONTEXTS, "\n")
+    image_setfiles(tree)
+    r = host_hook_over_tree(tree, FIXFILES, DISTRO_NAME="fedora", DIB_RELEASE="40")
+    assert r.returncode == 0, r.stderr
+    assert calls(tree, "setfiles") == [f"-F -m -x /{CONTEXTS} /"]
+
+
+def test_fixfiles_without_a_policy_does_nothing(tree: Path) -> None:
+    image_setfiles(tree)
+    r = host_hook_over_tree(tree, FIXFILES)
+    assert r.returncode == 0 and "nothing to relabel" in r.stdout
+    assert calls(tree, "setfiles") == []
+
+
+def test_fixfiles_without_setfiles_is_one_line(tmp_path: Path) -> None:
+    write(tmp_path / CONTEXTS, "\n")
+    one_line_error(on_host(FIXFILES, TARGET_ROOT=str(tmp_path)), "setfiles", "policycoreutils")

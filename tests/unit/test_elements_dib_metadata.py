@@ -98,11 +98,6 @@ DIFFERENT: dict[tuple[str, str], tuple[set[str], set[str], str]] = {
         set(),
         "its root.d uses redhat-common's extract-image (no device-mapper, no guestfish)",
     ),
-    ("rpm-distro", "element-deps"): (
-        set(),
-        {"selinux-fixfiles-restore"},
-        "selinux-fixfiles-restore is not in dibpy yet",
-    ),
 }
 
 
