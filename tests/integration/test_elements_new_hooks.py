@@ -535,3 +535,104 @@ def test_fixfiles_without_a_policy_does_nothing(tree: Path) -> None:
 def test_fixfiles_without_setfiles_is_one_line(tmp_path: Path) -> None:
     write(tmp_path / CONTEXTS, "\n")
     one_line_error(on_host(FIXFILES, TARGET_ROOT=str(tmp_path)), "setfiles", "policycoreutils")
+
+
+# ---------------------------------------------------------------- iso
+
+ISO_COPY = ELEMENTS / "iso/post-install.d/01-copy-bootloaders"
+ISO_BUILD = ELEMENTS / "iso/cleanup.d/100-build-iso"
+
+
+def iso_tools() -> None:
+    missing = [t for t in ("xorriso", "mkfs.vfat", "mcopy") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)}")
+
+
+def iso_extract(iso: Path, path: str, dest: Path) -> Path:
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", path, str(dest)],
+                   check=True, capture_output=True)  # fmt: skip
+    return dest
+
+
+def test_iso_gathers_the_image_boot_loaders(tree: Path) -> None:
+    for path in ("/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+                 "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+                 "/usr/lib/shim/shimx64.efi.signed"):  # fmt: skip
+        write(upper(tree) / path.removeprefix("/usr/"), f"binary {path}\n")
+    r = in_chroot(tree, ISO_COPY, DISTRO_NAME="debian")
+    assert r.returncode == 0, r.stderr
+    got = sorted(p.name for p in (tree / "tmp/bootloader_files").iterdir())
+    assert got == ["bootx64.efi", "grubx64.efi", "isolinux.bin", "ldlinux.c32"]
+
+
+def test_iso_without_isolinux_is_one_line(tree: Path) -> None:
+    one_line_error(in_chroot(tree, ISO_COPY, DISTRO_NAME="debian"), "iso:", "isolinux.bin")
+
+
+def iso_inputs(tmp_path: Path, efi: bool = True) -> Path:
+    root = tmp_path / "root"
+    loaders = root / "tmp/bootloader_files"
+    write(loaders / "isolinux.bin", "\0" * 4096)
+    if efi:
+        write(loaders / "grubx64.efi", "signed grub\n")
+        write(loaders / "bootx64.efi", "signed shim\n")
+    return root
+
+
+def test_iso_from_a_ramdisk_boots_bios_and_uefi(tmp_path: Path) -> None:
+    iso_tools()
+    root = iso_inputs(tmp_path)
+    name = tmp_path / "out/deploy"
+    write(Path(f"{name}.kernel"), "kernel\n")
+    write(Path(f"{name}.initramfs"), "initramfs\n")
+    r = on_host(ISO_BUILD, TARGET_ROOT=str(root), IMAGE_NAME=str(name), TMP_BUILD_DIR=str(tmp_path),
+                IMAGE_ELEMENT="base ramdisk iso debian-minimal", EFI_BOOT_DIR="EFI/debian",
+                DIB_DEPLOY_ISO_KERNEL_CMDLINE_ARGS="console=ttyS0")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    iso = Path(f"{name}.iso")
+    report = subprocess.run(["xorriso", "-indev", str(iso), "-report_el_torito", "plain"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "BIOS" in report and "UEFI" in report, report
+    cfg = iso_extract(iso, "/isolinux/isolinux.cfg", tmp_path / "isolinux.cfg").read_text()
+    assert "APPEND initrd=/initrd boot_method=vmedia console=ttyS0 --" in cfg
+    assert iso_extract(iso, "/vmlinuz", tmp_path / "k").read_text() == "kernel\n"
+    assert (
+        "search --set=root --label VMEDIA_BOOT_ISO"
+        in iso_extract(iso, "/EFI/debian/grub.cfg", tmp_path / "grub.cfg").read_text()
+    )
+    esp = iso_extract(iso, "/isolinux/efiboot.img", tmp_path / "efiboot.img")
+    mtools_env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    listing = subprocess.run(["mdir", "-b", "-i", str(esp), "::/EFI/BOOT"], capture_output=True,
+                             text=True, check=True, env=mtools_env)  # fmt: skip
+    names = {Path(p).name.upper() for p in listing.stdout.split()}
+    assert {"BOOTX64.EFI", "GRUBX64.EFI", "GRUB.CFG"} <= names, listing.stdout
+    assert not (root / "tmp/bootloader_files").exists()
+
+
+def test_iso_from_baremetal_is_bios_only_without_grub(tmp_path: Path) -> None:
+    iso_tools()
+    root = iso_inputs(tmp_path, efi=False)
+    name = tmp_path / "img"
+    write(Path(f"{name}.vmlinuz"), "kernel\n")
+    write(Path(f"{name}.initrd"), "initrd\n")
+    r = on_host(ISO_BUILD, TARGET_ROOT=str(root), IMAGE_NAME=str(name), TMP_BUILD_DIR=str(tmp_path),
+                IMAGE_ELEMENT="base vm baremetal iso", DIB_ROOT_LABEL="img-rootfs")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    iso = Path(f"{name}-boot.iso")
+    cfg = iso_extract(iso, "/isolinux/isolinux.cfg", tmp_path / "isolinux.cfg").read_text()
+    assert "APPEND initrd=/initrd root=LABEL=img-rootfs --" in cfg
+    report = subprocess.run(["xorriso", "-indev", str(iso), "-report_el_torito", "plain"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "UEFI" not in report
+
+
+@pytest.mark.parametrize(
+    ("elements", "words"),
+    [("base vm", ["nothing to put on the ISO"]), ("base ramdisk", ["kernel", "missing"])],
+)
+def test_iso_bad_input_is_one_line(tmp_path: Path, elements: str, words: list[str]) -> None:
+    root = iso_inputs(tmp_path)
+    r = on_host(ISO_BUILD, TARGET_ROOT=str(root), IMAGE_NAME=str(tmp_path / "x"),
+                IMAGE_ELEMENT=elements)  # fmt: skip
+    one_line_error(r, "iso:", *words)

@@ -93,6 +93,12 @@ DIFFERENT: dict[tuple[str, str], tuple[set[str], set[str], str]] = {
         {"deploy-tgtadm"},
         "deploy-tgtadm is obsolete (dibpy ships it as a stub that stops the build)",
     ),
+    ("iso", "element-deps"): (
+        set(),
+        {"grub2"},
+        "dibpy's grub2 installs GRUB on a disk (it is bootloader), which a ramdisk build "
+        "has not; iso installs the signed GRUB and shim it puts on the ISO itself",
+    ),
     ("replace-partition", "element-deps"): (
         {"redhat-common"},
         set(),
