@@ -34,10 +34,6 @@ _VENDOR = "vendor hardware tools (downloads from the vendor); not written yet"
 
 #: why a missing element is missing (the default: not written yet)
 MISSING_NOTES: dict[str, str] = {
-    "almalinux-container": _CONTAINER,
-    "rocky-container": _CONTAINER,
-    "fedora-container": _CONTAINER,
-    "containerfile": _CONTAINER,
     "docker": "exports a container image as the root tree (needs docker); not written yet",
     "centos-minimal": _RPM,
     "yum-minimal": _RPM,
