@@ -34,13 +34,11 @@ _VENDOR = "vendor hardware tools (downloads from the vendor); not written yet"
 
 #: why a missing element is missing (the default: not written yet)
 MISSING_NOTES: dict[str, str] = {
-    "docker": "exports a container image as the root tree (needs docker); not written yet",
     "centos-minimal": _RPM,
     "yum-minimal": _RPM,
     "fedora": _REDHAT,
     "rhel": _REDHAT,
     "rhel-common": _REDHAT,
-    "elrepo": _REDHAT,
     "gentoo": _OTHER_OS,
     "opensuse": _OTHER_OS,
     "opensuse-minimal": _OTHER_OS,

@@ -636,3 +636,53 @@ def test_iso_bad_input_is_one_line(tmp_path: Path, elements: str, words: list[st
     r = on_host(ISO_BUILD, TARGET_ROOT=str(root), IMAGE_NAME=str(tmp_path / "x"),
                 IMAGE_ELEMENT=elements)  # fmt: skip
     one_line_error(r, "iso:", *words)
+
+
+# ---------------------------------------------------------------- elrepo
+
+ELREPO = ELEMENTS / "elrepo/pre-install.d/01-elrepo"
+
+
+def test_elrepo_installs_its_release_package(tree: Path) -> None:
+    stand_in(tree, "dnf")
+    stand_in(tree, "rpm", "exit 1")
+    r = in_chroot(tree, ELREPO, DISTRO_NAME="rocky", DIB_ELREPO_KERNEL="1")
+    assert r.returncode == 0, r.stderr
+    assert calls(tree, "dnf") == [
+        "install -y elrepo-release.noarch",
+        "install -y dnf-plugins-core",
+        "config-manager --set-enabled elrepo-kernel",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("env", "word"),
+    [({"DISTRO_NAME": "fedora"}, "DISTRO_NAME=fedora"),
+     ({"DISTRO_NAME": "centos", "DIB_ELREPO_KERNEL": "yes"}, "DIB_ELREPO_KERNEL=yes")],
+)  # fmt: skip
+def test_elrepo_bad_input_is_one_line(tree: Path, env: dict[str, str], word: str) -> None:
+    stand_in(tree, "dnf")
+    one_line_error(in_chroot(tree, ELREPO, **env), "elrepo:", word)
+    assert calls(tree, "dnf") == []
+
+
+# ---------------------------------------------------------------- replace-partition-redhat
+
+RP_REDHAT_ENV = ELEMENTS / "replace-partition-redhat/environment.d/09-replace-partition-redhat.bash"
+
+
+@pytest.mark.parametrize(("distro", "efi"), [("rhel", "EFI/redhat"), ("rocky", "EFI/rocky")])
+def test_replace_partition_redhat_sets_the_family_values(distro: str, efi: str) -> None:
+    script = f'set -eu; source {RP_REDHAT_ENV}; echo "$DIB_RELEASE $EFI_BOOT_DIR ' \
+        '$DIB_BLOCK_DEVICE $DIB_INIT_SYSTEM"'  # fmt: skip
+    r = subprocess.run(["bash", "-c", script], env={"PATH": "/usr/bin:/bin", "DISTRO_NAME": distro},
+                       capture_output=True, text=True, check=False)  # fmt: skip
+    assert r.stdout.split() == ["9", efi, "efi", "systemd"], r.stderr
+
+
+def test_replace_partition_redhat_needs_distro_name() -> None:
+    script = f"set -eu; source {RP_REDHAT_ENV}; echo reached"
+    r = subprocess.run(["bash", "-c", script], env={"PATH": "/usr/bin:/bin"},
+                       capture_output=True, text=True, check=False)  # fmt: skip
+    assert r.returncode != 0 and "reached" not in r.stdout
+    assert r.stderr.strip().startswith("replace-partition-redhat: set DISTRO_NAME")

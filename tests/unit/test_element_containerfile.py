@@ -156,3 +156,24 @@ def test_rocky_mirror_rewrites_the_repository_files(tmp_path: Path) -> None:
     text = (tmp_path / "etc/yum.repos.d/rocky.repo").read_text()
     assert "baseurl=http://m.local/rocky/$releasever/BaseOS/$basearch/os/\n" in text
     assert "mirrorlist" not in text and "gpgcheck=1" in text
+
+
+DOCKER = ELEMENTS / "docker/root.d/08-docker"
+
+
+def test_docker_exports_a_container_of_the_image(host: Path) -> None:
+    write(host / "bin/docker", RUNTIME + 'if [ "$1" = run ]; then echo c0ffee; fi\n', 0o755)
+    env = {"PATH": f"{host / 'bin'}:/usr/bin:/bin", "TARGET_ROOT": str(host / "root"),
+           "RUNTIME_LOG": str(host / "runtime.log"), "EXPORT_TREE": str(host / "export"),
+           "DISTRO_NAME": "debian", "DIB_RELEASE": "bookworm"}  # fmt: skip
+    r = subprocess.run(["bash", str(DOCKER)], env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert log(host) == [["run", "-d", "debian:bookworm", "/bin/sh"], ["export", "c0ffee"],
+                         ["rm", "-f", "c0ffee"]]  # fmt: skip
+    assert (host / "root/etc/os-release").is_file()
+    env["DIB_DOCKER_IMAGE"] = "my/own:1"
+    r = subprocess.run(["bash", str(DOCKER)], env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and log(host)[3][2] == "my/own:1"
+    del env["DIB_RELEASE"]
+    r = subprocess.run(["bash", str(DOCKER)], env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 1 and r.stderr.strip() == "docker: DIB_RELEASE is not set"

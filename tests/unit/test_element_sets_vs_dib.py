@@ -33,6 +33,10 @@ KNOWN: dict[str, tuple[set[str], set[str]]] = {
         {"install-bin", "package-installs", "pkg-map", "redhat-common", "sysprep"},
         set(),
     ),  # fmt: skip
+    "replace-partition-redhat": (
+        {"install-bin", "package-installs", "pkg-map", "redhat-common", "sysprep"},
+        set(),
+    ),  # fmt: skip
     "runtime-ssh-host-keys debian-minimal": ({"openssh-server"}, {"install-static"}),
     "selinux-permissive debian-minimal": ({"rpm-distro", "selinux-fixfiles-restore"}, set()),
     "simple-init debian-minimal": (set(), {"install-static", "runtime-ssh-host-keys"}),
