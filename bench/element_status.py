@@ -36,7 +36,6 @@ _VENDOR = "vendor hardware tools (downloads from the vendor); not written yet"
 MISSING_NOTES: dict[str, str] = {
     "centos-minimal": _RPM,
     "yum-minimal": _RPM,
-    "fedora": _REDHAT,
     "rhel": _REDHAT,
     "rhel-common": _REDHAT,
     "gentoo": _OTHER_OS,
