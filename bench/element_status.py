@@ -47,7 +47,6 @@ MISSING_NOTES: dict[str, str] = {
     "proliant-tools": _VENDOR,
     "ilo": _VENDOR,
     "hpdsa": _VENDOR,
-    "mellanox": _VENDOR,
 }
 
 HEADER = """\

@@ -686,3 +686,40 @@ def test_replace_partition_redhat_needs_distro_name() -> None:
                        capture_output=True, text=True, check=False)  # fmt: skip
     assert r.returncode != 0 and "reached" not in r.stdout
     assert r.stderr.strip().startswith("replace-partition-redhat: set DISTRO_NAME")
+
+
+# ---------------------------------------------------------------- mellanox
+
+MELLANOX = ELEMENTS / "mellanox/install.d/65-mellanox"
+
+
+def test_mellanox_loads_its_drivers_at_boot_and_on_hotplug(tree: Path) -> None:
+    r = in_chroot(tree, MELLANOX)
+    assert r.returncode == 0, r.stderr
+    mods = [ln for ln in (tree / "etc/modules-load.d/mellanox.conf").read_text().splitlines()
+            if not ln.startswith("#")]  # fmt: skip
+    assert mods == ["mlx4_en", "mlx4_ib", "ib_ipoib", "mlx5_ib", "ib_umad", "ib_uverbs"]
+    rules = (tree / "etc/udev/rules.d/81-mellanox.rules").read_text()
+    assert 'SUBSYSTEM=="net", RUN+="/sbin/modprobe mlx5_ib"' in rules
+    assert rules.count("RUN+=") == 6
+
+
+def test_mellanox_debian_packages_exist_in_the_archive() -> None:
+    import json
+
+    probe = subprocess.run(["apt-cache", "policy", "bash"], capture_output=True, text=True)
+    if probe.returncode != 0 or "Candidate: (none)" in probe.stdout or not probe.stdout:
+        pytest.skip("this host's apt has no package lists (apt-cache policy bash)")
+    pkg_map = json.loads((ELEMENTS / "mellanox/pkg-map").read_text())
+    from dibpy.elements.model import load_yaml_or_json
+
+    wanted = load_yaml_or_json(ELEMENTS / "mellanox/package-installs.yaml")
+    debian, default = pkg_map["family"]["debian"], pkg_map["default"]
+    names = {debian.get(n, default.get(n, n)) for n in wanted} - {""}
+    missing = []
+    for name in sorted(names):
+        out = subprocess.run(["apt-cache", "policy", name], capture_output=True, text=True).stdout
+        if "Candidate:" not in out or "Candidate: (none)" in out:
+            missing.append(name)
+    assert not missing, missing
+    assert len(names) >= 15
