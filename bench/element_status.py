@@ -27,7 +27,6 @@ DOC = REPO / "doc" / "element-status.md"
 OURS = REPO / "elements"
 
 _CONTAINER = "container-image distribution (podman or docker and a registry); not written yet"
-_REDHAT = "Red Hat family from its cloud image or repositories; not written yet"
 _RPM = "rpm bootstrap with dnf on the host; not written yet"
 _OTHER_OS = "distribution whose mirrors this project's hosts cannot reach; not written yet"
 _VENDOR = "vendor hardware tools (downloads from the vendor); not written yet"
@@ -36,8 +35,6 @@ _VENDOR = "vendor hardware tools (downloads from the vendor); not written yet"
 MISSING_NOTES: dict[str, str] = {
     "centos-minimal": _RPM,
     "yum-minimal": _RPM,
-    "rhel": _REDHAT,
-    "rhel-common": _REDHAT,
     "gentoo": _OTHER_OS,
     "opensuse": _OTHER_OS,
     "opensuse-minimal": _OTHER_OS,

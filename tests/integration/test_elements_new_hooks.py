@@ -723,3 +723,85 @@ def test_mellanox_debian_packages_exist_in_the_archive() -> None:
             missing.append(name)
     assert not missing, missing
     assert len(names) >= 15
+
+
+# ---------------------------------------------------------------- rhel, rhel-common
+
+REGISTER = ELEMENTS / "rhel-common/pre-install.d/00-rhel-registration"
+UNREGISTER = ELEMENTS / "rhel-common/finalise.d/60-unregister"
+BLS = ELEMENTS / "rhel/post-install.d/03-reset-bls-entries"
+
+
+def test_rhel_portal_registration_with_an_account(tree: Path) -> None:
+    stand_in(tree, "subscription-manager")
+    r = in_chroot(tree, REGISTER, REG_METHOD="portal", REG_USER="me", REG_PASSWORD="s3cret",
+                  DIB_RELEASE="9", REG_POOL_ID="pool1", REG_MACHINE_NAME="builder")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    arch = os.uname().machine
+    assert calls(tree, "subscription-manager") == [
+        "register --username=me --password=s3cret --name=builder",
+        "attach --pool=pool1",
+        "repos --disable=*",
+        f"repos --enable=rhel-9-for-{arch}-appstream-rpms --enable=rhel-9-for-{arch}-baseos-rpms",
+    ]
+    assert "s3cret" not in r.stdout + r.stderr and "--password=***" in r.stdout
+    r = in_chroot(tree, UNREGISTER, REG_METHOD="portal")
+    assert r.returncode == 0 and calls(tree, "subscription-manager")[-1] == "unregister"
+
+
+def test_rhel_satellite_registration_with_a_key(tree: Path) -> None:
+    stand_in(tree, "subscription-manager")
+    stand_in(tree, "rpm")
+    r = in_chroot(tree, REGISTER, REG_METHOD="satellite", REG_SAT_URL="https://sat.example/",
+                  REG_ACTIVATION_KEY="k3y", REG_ORG="acme", REG_REPOS="repo-a,repo-b",
+                  DIB_RELEASE="8", REG_AUTO_ATTACH="1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    arch = os.uname().machine
+    assert calls(tree, "rpm") == [
+        "-Uvh https://sat.example/pub/katello-ca-consumer-latest.noarch.rpm"
+    ]
+    assert calls(tree, "subscription-manager") == [
+        "register --auto-attach --activationkey=k3y --org=acme",
+        "repos --disable=*",
+        f"repos --enable=repo-a --enable=repo-b --enable=satellite-client-6-for-rhel-8-{arch}-rpms",
+        f"repos --disable=satellite-client-6-for-rhel-8-{arch}-rpms",
+    ]
+    assert "k3y" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [({"REG_METHOD": "rhn"}, ["REG_METHOD=rhn"]),
+     ({"REG_METHOD": "portal", "REG_USER": "me"}, ["REG_USER and REG_PASSWORD"]),
+     ({"REG_METHOD": "portal", "REG_ACTIVATION_KEY": "k"}, ["REG_ORG"]),
+     ({"REG_METHOD": "satellite", "REG_ACTIVATION_KEY": "k", "REG_ORG": "o"}, ["REG_SAT_URL"])],
+)  # fmt: skip
+def test_rhel_registration_bad_input_is_one_line(
+    tree: Path, env: dict[str, str], words: list[str]
+) -> None:
+    stand_in(tree, "subscription-manager")
+    one_line_error(in_chroot(tree, REGISTER, **env), "rhel-common:", *words)
+    assert calls(tree, "subscription-manager") == []
+
+
+def test_rhel_no_registration_and_kept_registration(tree: Path) -> None:
+    stand_in(tree, "subscription-manager")
+    assert in_chroot(tree, REGISTER).returncode == 0
+    r = in_chroot(tree, UNREGISTER, REG_METHOD="portal", REG_HALT_UNREGISTER="1")
+    assert r.returncode == 0 and calls(tree, "subscription-manager") == []
+
+
+def test_rhel_boot_entries_follow_the_machine_id(tree: Path) -> None:
+    write(tree / "etc/machine-id", "0123456789abcdef0123456789abcdef\n")
+    entries = tree / "boot/loader/entries"
+    write(entries / "ffffffffffffffffffffffffffffffff-5.14.0-427.el9.x86_64.conf", "title x\n")
+    r = in_chroot(tree, BLS)
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in entries.iterdir()] == [
+        "0123456789abcdef0123456789abcdef-5.14.0-427.el9.x86_64.conf"
+    ]
+
+
+def test_rhel_without_an_image_is_one_line(tmp_path: Path) -> None:
+    hook = ELEMENTS / "rhel/root.d/10-rhel-cloud-image"
+    one_line_error(on_host(hook, TMP_HOOKS_PATH=str(tmp_path)), "rhel:", "DIB_LOCAL_IMAGE")
