@@ -41,7 +41,8 @@ MISSING_NOTES: dict[str, str] = {
     "zypper": _OTHER_OS,
     "zypper-minimal": _OTHER_OS,
     "openeuler-minimal": _OTHER_OS,
-    "proliant-tools": _VENDOR,
+    "oat-client": "OpenAttestation's client (unmaintained, packaged only in a personal "
+    "Fedora repository); not written yet",
     "ilo": _VENDOR,
     "hpdsa": _VENDOR,
 }

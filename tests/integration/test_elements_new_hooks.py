@@ -805,3 +805,30 @@ def test_rhel_boot_entries_follow_the_machine_id(tree: Path) -> None:
 def test_rhel_without_an_image_is_one_line(tmp_path: Path) -> None:
     hook = ELEMENTS / "rhel/root.d/10-rhel-cloud-image"
     one_line_error(on_host(hook, TMP_HOOKS_PATH=str(tmp_path)), "rhel:", "DIB_LOCAL_IMAGE")
+
+
+# ---------------------------------------------------------------- proliant-tools
+
+PROLIANT = ELEMENTS / "proliant-tools/install.d/65-proliant-tools-install"
+
+
+def test_proliant_tools_ssacli_and_proliantutils_in_the_agent_venv(tree: Path) -> None:
+    stand_in(tree, "curl", 'out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done; '
+             'echo rpm > "$out"')  # fmt: skip
+    stand_in(tree, "alien")
+    pip = '#!/bin/bash\necho "$*" >> /tmp/venv-pip.calls\n'
+    write(tree / "opt/ironic-python-agent/bin/pip", pip, 0o755)
+    r = in_chroot(
+        tree, PROLIANT, DISTRO_NAME="debian", DIB_SSACLI_URL="https://hpe.example/ssacli.rpm"
+    )
+    assert r.returncode == 0, r.stderr
+    assert calls(tree, "curl")[0].endswith("https://hpe.example/ssacli.rpm")
+    assert calls(tree, "alien")[0].startswith("-i /tmp/ssacli.")
+    assert calls(tree, "venv-pip") == ["install proliantutils"]
+    assert not list((tree / "tmp").glob("ssacli.*"))
+
+
+def test_proliant_tools_without_the_url_is_one_line(tree: Path) -> None:
+    stand_in(tree, "curl")
+    one_line_error(in_chroot(tree, PROLIANT, DISTRO_NAME="debian"), "DIB_SSACLI_URL")
+    assert calls(tree, "curl") == []
