@@ -43,7 +43,6 @@ MISSING_NOTES: dict[str, str] = {
     "openeuler-minimal": _OTHER_OS,
     "oat-client": "OpenAttestation's client (unmaintained, packaged only in a personal "
     "Fedora repository); not written yet",
-    "ilo": _VENDOR,
     "hpdsa": _VENDOR,
 }
 

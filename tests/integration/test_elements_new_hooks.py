@@ -832,3 +832,44 @@ def test_proliant_tools_without_the_url_is_one_line(tree: Path) -> None:
     stand_in(tree, "curl")
     one_line_error(in_chroot(tree, PROLIANT, DISTRO_NAME="debian"), "DIB_SSACLI_URL")
     assert calls(tree, "curl") == []
+
+
+# ---------------------------------------------------------------- ilo
+
+ILO_UNPACK = ELEMENTS / "ilo/extra-data.d/50-ilo-firmware"
+ILO_FLASH = ELEMENTS / "ilo/static/usr/local/sbin/dib-ilo-firmware"
+
+# an iLO installer: --unpack=DIR leaves a flash tool there that exits with $FLASH_RC
+INSTALLER = """#!/bin/bash
+set -eu
+dir=${1#--unpack=}
+printf '#!/bin/bash\\necho "flashed $*" > "$3"\\nexit %s\\n' "RC" > "$dir/flash_ilo4"
+chmod 755 "$dir/flash_ilo4"
+"""
+
+
+def test_ilo_firmware_unpacked_then_flashed_at_boot(tree: Path, tmp_path: Path) -> None:
+    fw = tmp_path / "fw"
+    for name, rc in (("ilo4_250.scexe", "0"), ("ilo4_old.scexe", "2"), ("other.exe", "4")):
+        write(fw / name, INSTALLER.replace("RC", rc), 0o644)
+    write(fw / "README.txt", "not an installer\n")
+    r = on_host(ILO_UNPACK, DIB_ILO_FIRMWARE_PATH=str(fw), TMP_MOUNT_PATH=str(tree))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tree / "ilo").iterdir()) == [
+        "ilo4_250.scexe", "ilo4_old.scexe", "other.exe"]  # fmt: skip
+    r = in_chroot(tree, ILO_FLASH)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "firmware applied" in out and "already up to date" in out and "not applicable" in out
+    assert "flashed --silent --log" in out
+    # a tool that fails fails the unit
+    (tree / "ilo/other.exe/flash_ilo4").write_text("#!/bin/bash\nexit 7\n")
+    r = in_chroot(tree, ILO_FLASH)
+    assert r.returncode == 1 and "failed with status 7" in r.stderr
+
+
+def test_ilo_without_firmware_path(tmp_path: Path) -> None:
+    r = on_host(ILO_UNPACK, TMP_MOUNT_PATH=str(tmp_path))
+    assert r.returncode == 0 and not (tmp_path / "ilo").exists()
+    r = on_host(ILO_UNPACK, TMP_MOUNT_PATH=str(tmp_path), DIB_ILO_FIRMWARE_PATH="/nonexistent")
+    one_line_error(r, "ilo:", "/nonexistent")
