@@ -27,6 +27,7 @@ KNOWN: dict[str, tuple[set[str], set[str]]] = {
     "grub2 debian-minimal": ({"bootloader"}, set()),
     "openssh-server debian-minimal": (set(), {"install-static", "runtime-ssh-host-keys"}),
     "posix debian-minimal": (set(), {"install-static", "runtime-ssh-host-keys"}),
+    "ilo debian-minimal": ({"dib-init-system", "install-static"}, set()),
     "iso debian-minimal": (set(), {"grub2"}),
     "ramdisk debian-minimal": (set(), {"deploy-tgtadm"}),
     "replace-partition": (

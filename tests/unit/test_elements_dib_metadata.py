@@ -93,6 +93,12 @@ DIFFERENT: dict[tuple[str, str], tuple[set[str], set[str], str]] = {
         {"deploy-tgtadm"},
         "deploy-tgtadm is obsolete (dibpy ships it as a stub that stops the build)",
     ),
+    ("ilo", "element-deps"): (
+        {"dib-init-system", "install-static"},
+        set(),
+        "dibpy's ramdisks boot the tree's own init, so a systemd unit (init-scripts/) "
+        "runs the flash script (static/) instead of diskimage-builder's ramdisk init.d",
+    ),
     ("iso", "element-deps"): (
         set(),
         {"grub2"},
