@@ -29,7 +29,6 @@ OURS = REPO / "elements"
 _CONTAINER = "container-image distribution (podman or docker and a registry); not written yet"
 _RPM = "rpm bootstrap with dnf on the host; not written yet"
 _OTHER_OS = "distribution whose mirrors this project's hosts cannot reach; not written yet"
-_VENDOR = "vendor hardware tools (downloads from the vendor); not written yet"
 
 #: why a missing element is missing (the default: not written yet)
 MISSING_NOTES: dict[str, str] = {
@@ -43,7 +42,6 @@ MISSING_NOTES: dict[str, str] = {
     "openeuler-minimal": _OTHER_OS,
     "oat-client": "OpenAttestation's client (unmaintained, packaged only in a personal "
     "Fedora repository); not written yet",
-    "hpdsa": _VENDOR,
 }
 
 HEADER = """\

@@ -873,3 +873,30 @@ def test_ilo_without_firmware_path(tmp_path: Path) -> None:
     assert r.returncode == 0 and not (tmp_path / "ilo").exists()
     r = on_host(ILO_UNPACK, TMP_MOUNT_PATH=str(tmp_path), DIB_ILO_FIRMWARE_PATH="/nonexistent")
     one_line_error(r, "ilo:", "/nonexistent")
+
+
+# ---------------------------------------------------------------- hpdsa
+
+HPDSA_CHECK = ELEMENTS / "hpdsa/root.d/10-hpdsa-check-distro"
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [({"DISTRO_NAME": "ubuntu", "DIB_RELEASE": "noble"}, ["trusty only", "DIB_RELEASE=noble"]),
+     ({"DISTRO_NAME": "debian", "DIB_RELEASE": "trusty"}, ["DISTRO_NAME=debian"]),
+     ({"DISTRO_NAME": "ubuntu", "DIB_RELEASE": "trusty"}, ["DIB_HPDSA_REPO"])],
+)  # fmt: skip
+def test_hpdsa_checks_are_one_line(env: dict[str, str], words: list[str]) -> None:
+    one_line_error(on_host(HPDSA_CHECK, **env), "hpdsa:", *words)
+
+
+def test_hpdsa_replaces_ahci(tree: Path) -> None:
+    stand_in(tree, "update-initramfs")
+    for hook in ("95-hpdsa", "98-hpdsa-post-dkms", "95-hpdsa"):
+        assert in_chroot(tree, ELEMENTS / "hpdsa/post-install.d" / hook).returncode == 0
+    assert (tree / "etc/modprobe.d/install-hpdsa.conf").read_text() == "blacklist ahci\n"
+    assert (tree / "etc/modules").read_text() == "hpdsa\n"
+    assert calls(tree, "update-initramfs") == ["-u"]
+    env = {"DISTRO_NAME": "ubuntu", "DIB_RELEASE": "trusty", "DIB_HPDSA_REPO": "http://h.example/r",
+           "DIB_HPDSA_KEY_URL": "http://k.example/k"}  # fmt: skip
+    assert on_host(HPDSA_CHECK, **env).returncode == 0
