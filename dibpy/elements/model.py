@@ -62,6 +62,24 @@ def _read_name_set(path: Path, element: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def _read_one_line(path: Path, element: str) -> str | None:
+    """The one meaningful line of a metadata file (comments and blank lines ignored)."""
+    lines = sorted(_read_name_set(path, element))
+    if not lines:
+        if path.is_file():
+            raise ElementError(
+                f"element {element}: {path.name} is empty",
+                hint=f"{path} must hold one line",
+            )
+        return None
+    if len(lines) > 1:
+        raise ElementError(
+            f"element {element}: {path.name} has {len(lines)} lines, not one",
+            hint=f"put what {path.name} says on one line of {path}",
+        )
+    return lines[0]
+
+
 @dataclass(frozen=True)
 class Element:
     """One element directory.  Cheap to make: files are read on first use."""
@@ -97,6 +115,19 @@ class Element:
         an undeclared element is not checked; doc/element-parameters.md)."""
         p = self.path / _params.FILENAME
         return _params.load(p, self.name) if p.is_file() else {}
+
+    @functools.cached_property
+    def obsolete(self) -> str | None:
+        """Why this element is gone and what replaced it, from its ``element-obsolete``
+        file (one line); None for a working element.  Naming an obsolete element is an
+        error before anything runs (doc/elements.md, "Obsolete and renamed elements")."""
+        return _read_one_line(self.path / "element-obsolete", self.name)
+
+    @functools.cached_property
+    def renamed_to(self) -> str | None:
+        """The element's new name, from its ``element-renamed`` file; None unless this
+        directory is the old name of another element, which a build uses instead."""
+        return _read_one_line(self.path / "element-renamed", self.name)
 
     @property
     def readme(self) -> Path | None:

@@ -8,6 +8,9 @@ Rules (diskimage-builder's ``element_dependencies``):
 * Exactly one element may provide any name; ``operating-system`` must be provided.
 * A name the user asked for must not be provided by another element.
 * New in dibpy: ``element-conflicts`` - two conflicting elements in one build are an error.
+* New in dibpy: an element with an ``element-obsolete`` file is an error naming what
+  replaced it, wherever it is named (the command line or an ``element-deps`` entry); one
+  with an ``element-renamed`` file stands for its new name, with a warning.
 
 All problems found are reported together.  The result is sorted by name, so it is
 deterministic whatever order the arguments or files came in.
@@ -15,9 +18,10 @@ deterministic whatever order the arguments or files came in.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 
@@ -26,6 +30,8 @@ from dibpy.elements.model import Element
 from dibpy.errors import ElementError, MultiError, did_you_mean
 
 OPERATING_SYSTEM = "operating-system"
+
+LOG = logging.getLogger("dibpy")
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,8 @@ class Resolution:
     #: provided name -> the element providing it
     provided_by: dict[str, str]
     graph: nx.DiGraph
+    #: old element name -> the new name it was resolved as (``element-renamed``)
+    renamed: dict[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -71,6 +79,42 @@ def default_elements(
     return [e for e in out if not (e in seen or seen.add(e))]  # type: ignore[func-returns-value]
 
 
+def follow_rename(name: str, library: ElementLibrary) -> tuple[str, list[str]]:
+    """The name ``name`` stands for after following ``element-renamed`` files, and the
+    chain of old names passed through (empty when it is not renamed)."""
+    chain: list[str] = []
+    while name in library:
+        new = library[name].renamed_to
+        if new is None:
+            break
+        if name in chain or len(chain) > 20:
+            raise ElementError(
+                f"element {chain[0]!r}: element-renamed files form a loop: "
+                + " -> ".join([*chain, name]),
+                hint="one of the element-renamed files must name a real element",
+            )
+        chain.append(name)
+        name = new
+    return name, chain
+
+
+def _rename(name: str, library: ElementLibrary, renamed: dict[str, str], by: str) -> str:
+    if name in renamed:
+        return renamed[name]
+    new, chain = follow_rename(name, library)
+    if chain:
+        renamed[name] = new
+        where = f" (an element-deps entry of {by})" if by else ""
+        LOG.warning(
+            "element %r%s was renamed to %r; using %r (name it so to silence this)",
+            name,
+            where,
+            new,
+            new,
+        )
+    return new
+
+
 def resolve(
     requested: Sequence[str],
     library: ElementLibrary,
@@ -84,7 +128,9 @@ def resolve(
     final: set[str] = set()
     queue: deque[str] = deque()
     wanted_by: dict[str, str] = {}
+    renamed: dict[str, str] = {}
 
+    requested = [_rename(n, library, renamed, "") for n in requested]
     for name in requested:
         if name not in final:
             final.add(name)
@@ -101,6 +147,11 @@ def resolve(
             missing.append(name)
             continue
         el = library[name]
+        if el.obsolete is not None:
+            by = wanted_by.get(name)
+            where = f" (an element-deps entry of {by})" if by else ""
+            problems.append(f"element {name!r}{where} is obsolete: {el.obsolete}")
+            continue
         graph.add_node(name, kind="element", path=str(el.path))
         for p in sorted(el.provides):
             provided_by.setdefault(p, []).append(name)
@@ -109,7 +160,7 @@ def resolve(
                 graph.add_node(p, kind="provided")
             graph.add_edge(name, p, kind="provides")
         provided |= el.provides
-        for dep in sorted(el.depends):
+        for dep in sorted(_rename(d, library, renamed, name) for d in el.depends):
             graph.add_edge(name, dep, kind="depends")
             wanted_by.setdefault(dep, name)
             if dep not in final and dep not in provided:
@@ -137,7 +188,9 @@ def resolve(
     if require_os and OPERATING_SYSTEM not in provided and not problems:
         problems.append("no element provides 'operating-system'")
 
-    names = sorted((final - provided) & set(library.elements))
+    names = sorted(
+        n for n in (final - provided) & set(library.elements) if library[n].obsolete is None
+    )
     chosen = set(names)
     for name in names:
         for other in sorted(library[name].conflicts & chosen):
@@ -159,6 +212,7 @@ def resolve(
         elements=tuple(library[n] for n in names),
         provided_by={p: v[0] for p, v in provided_by.items()},
         graph=graph,
+        renamed=renamed,
     )
 
 
