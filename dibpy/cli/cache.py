@@ -19,14 +19,19 @@ MIB = 1024 * 1024
 
 def _row(e: treecache.Entry, now: float) -> str:
     used = treecache.human_age(now - e.last_used)
-    return f"{e.key[:12]}  {e.size / MIB:8.0f} MiB  used {used:>7} ago  {e.arch:6} {e.elements}"
+    after = f"after {e.after}"
+    return (
+        f"{e.key[:12]}  {after:20} {e.size / MIB:8.0f} MiB  used {used:>7} ago  "
+        f"{e.arch:6} {e.elements}"
+    )
 
 
 def main_args(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(
         prog="dibpy cache",
         description="The installed-tree cache in DIB_IMAGE_CACHE/dibpy-trees: list its "
-        "entries (most recently used first), show one, prune it to a size or age, or clear it.",
+        "entries, the trees kept after root.d, install.d, post-install.d and post-root.d "
+        "(most recently used first), show one, prune it to a size or age, or clear it.",
     )
     add_version(p)
     common = argparse.ArgumentParser(add_help=False)
@@ -37,7 +42,11 @@ def main_args(argv: Sequence[str]) -> int:
         help="the image cache (default: $DIB_IMAGE_CACHE, else ~/.cache/image-create)",
     )
     sub = p.add_subparsers(dest="action", required=True)
-    sub.add_parser("list", parents=[common], help="every entry: key, size, last use, elements")
+    sub.add_parser(
+        "list",
+        parents=[common],
+        help="every entry: key, checkpoint (after PHASE), size, last use, elements",
+    )
     show = sub.add_parser(
         "show", parents=[common], help="one entry's metadata (KEY or a unique prefix of it)"
     )
