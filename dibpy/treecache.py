@@ -1,13 +1,16 @@
-"""The installed-tree cache: reuse the tree of an unchanged build.
+"""The installed-tree cache: reuse the tree of an unchanged build, or of its first phases.
 
-After post-root.d the build's tree is saved (tar + zstd) under a content hash of
-everything that made it; a later build with the same hash restores it and skips root.d
-through post-root.d.  A cached tree is reused only when a fresh build would make the same
-tree, so the key covers (doc/building.md, "What the tree cache key covers"):
+The tree is kept (tar + zstd) at checkpoints, after root.d, install.d, post-install.d and
+post-root.d (``model.PHASE_TABLE``), each under a hash of its predecessor's key and what
+the phases since it read (:func:`checkpoints`); a later build restores the latest
+checkpoint whose key it finds and runs only the phases after it (doc/building.md,
+"Checkpoints").  A cached tree is reused only when a fresh build would make the same
+tree, so the keys cover (doc/building.md, "What the tree cache key covers"):
 
 * every file of every element in the build (path, mode, content, symlink target), except
   what only runs later (block-device.d, pre-finalise.d, finalise.d, cleanup.d, the
-  block-device-*.yaml layouts) and READMEs;
+  block-device-*.yaml layouts) and READMEs; the files of a tree phase's directory count
+  from that phase's checkpoint (:func:`hook_inputs`), the rest from the first;
 * dibpy's version and its shell library ($_LIB);
 * the build settings: architecture, -p packages, install type, release, mirror;
 * every environment variable a hook can see, except a short list that cannot change the
@@ -24,7 +27,7 @@ that changed compared with the newest entry for the same elements.
 Reuse is bounded and visible: it is logged with the entry's age, recorded in the build
 record, refused past ``DIB_TREE_CACHE_MAX_AGE`` (default 24h; ``0`` disables reuse), and
 switched off by ``--no-cache``.  Entries are written atomically (temporary name, rename)
-and pruned to the newest few per element set.
+and pruned to the newest few per element set and checkpoint.
 """
 
 from __future__ import annotations
