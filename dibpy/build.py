@@ -438,6 +438,8 @@ class Build:
         self.tree_key = ""
         #: the tree cache's checkpoints of this build (empty when the cache is off)
         self.checkpoints: list[treecache.Checkpoint] = []
+        #: checkpoints from this index on are not restored (a break= point is in them)
+        self.restore_limit = 0
         self.cache_record: dict[str, object] = {}
         #: NAME.d when this build made it (removed if the build fails)
         self.new_manifest_dir: Path | None = None
@@ -630,6 +632,7 @@ class Build:
                 # a break inside a phase a restore would skip: restore only what is before it
                 phase = point.partition("-")[2] + ".d"
                 usable = min([usable] + [n for n, c in enumerate(chain) if phase in c.phases])
+            self.restore_limit = usable
             restored, hit = -1, None
             if cfg.tree_cache_max_age <= 0:
                 LOG.info("tree cache: reuse switched off (DIB_TREE_CACHE_MAX_AGE=0)")
@@ -711,7 +714,11 @@ class Build:
         old = {k: v for k, v in previous.items() if k != "checkpoint parent"}
         reasons += treecache.describe_changes(old, own)
         if not reasons:
-            if cache.has(c.key):
+            if self.cfg.tree_cache_max_age <= 0:
+                reasons = ["reuse switched off (DIB_TREE_CACHE_MAX_AGE=0)"]
+            elif n >= self.restore_limit:
+                reasons = [f"break={','.join(self.cfg.breaks)} needs {c.phases[0]} to run"]
+            elif cache.has(c.key):
                 reasons = ["the entry with the same inputs is too old"]
             else:
                 reasons = ["the entry with the same inputs was removed"]
@@ -850,10 +857,14 @@ class Build:
         extra = hookenv.block_device_env(cfg, bd.getval, bd.image_path)
         with self.timer.stage("copy tree in"):
             run.run(["cp", "-a", "--", f"{built}/.", f"{mnt}/"])
-            # the tree is in the image now; free the tmpfs for the outputs
-            if self.tree_cache is not None:
-                self.tree_cache.wait()
-            _rmtree_logged(built)
+            # the tree is in the image now: free the tmpfs for the outputs, unless it has
+            # room to spare, when the tree cache goes on saving it beside the rest of the
+            # build (the finalise phases and the outputs)
+            saving_beside = self.tree_cache is not None and _room_to_spare(self.build_dir)
+            if not saving_beside:
+                if self.tree_cache is not None:
+                    self.tree_cache.wait()
+                _rmtree_logged(built)
             if self.linux:
                 bd.write_fstab(mnt / "etc")
         self._finalise(mnt, extra)
@@ -872,6 +883,11 @@ class Build:
         image_outputs = [po for po in self.plan.outputs if not po[0].needs_tree]
         with self.timer.stage("outputs"):
             outputs += self._write_outputs(image_outputs, Path(bd.image_path), opts)
+        if saving_beside:
+            assert self.tree_cache is not None
+            with self.timer.stage("tree cache save"):
+                self.tree_cache.wait()
+            _rmtree_logged(built)
         return manifest_dir, outputs
 
     def _finalise(self, root: Path, extra: Mapping[str, str]) -> None:
@@ -909,6 +925,8 @@ class Build:
         assert self.tree is not None
         if not self.tree.scan("block-device.d").hooks:
             return
+        if self.tree_cache is not None:
+            self.tree_cache.wait()  # its hooks run on the tree the cache may still be reading
         seen: list[str] = []
         self.phase(
             "block-device.d",
@@ -1061,6 +1079,15 @@ def _os_reason(e: BaseException) -> str:
 def _unlink_quiet(p: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         p.unlink()
+
+
+def _room_to_spare(build_dir: Path, spare: int = 2 * GIB) -> bool:
+    """Has the build directory's filesystem ``spare`` bytes free?"""
+    try:
+        st = os.statvfs(build_dir)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize >= spare
 
 
 def _release_note(build_dir: Path) -> None:

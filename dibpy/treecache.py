@@ -48,7 +48,7 @@ from pathlib import Path
 
 from dibpy import __version__, archivestate, run, sourcerepos
 from dibpy.elements.model import PACKAGES_PHASE, TREE_PHASES, Element, tree_segments
-from dibpy.errors import ConfigError
+from dibpy.errors import ConfigError, DibpyError
 from dibpy.hookenv import CLEAR_ENV_KEEPS
 
 LOG = logging.getLogger("dibpy")
@@ -459,10 +459,26 @@ class TreeCache:
         fast directory), then compress it into the cache in the background: the tree may
         change as soon as this returns.  The copy is the only cost on the build's path."""
         snap = scratch / f".checkpoint-{key[:16]}.tar"
-        run.run(
-            ["tar", "-c", *_TAR_OPTS, "--one-file-system", "-f", str(snap), "-C", str(tree), "."],
-            quiet=True,
-        )
+        after = describe.get("after", "")
+        with contextlib.suppress(OSError):
+            st = os.statvfs(scratch)
+            used = (st.f_blocks - st.f_bfree) * st.f_frsize
+            if st.f_bavail * st.f_frsize < used + (1 << 30):
+                # the copy would take the room the build's next phases need
+                LOG.info("tree cache: not keeping the tree after %s: too little room", after)
+                return
+        try:
+            run.run(
+                ["tar", "-c", *_TAR_OPTS, "--one-file-system", "-f", str(snap)]
+                + ["-C", str(tree), "."],
+                quiet=True,
+            )
+        except (DibpyError, OSError) as e:
+            # a checkpoint is worth a warning, never the build
+            LOG.warning("tree cache: could not keep the tree after %s: %s", after, e)
+            with contextlib.suppress(FileNotFoundError):
+                snap.unlink()
+            return
         self._start(key, describe, snapshot=snap)
 
     def _start(
@@ -486,9 +502,10 @@ class TreeCache:
                 try:
                     if snapshot is not None:
                         run.run(
-                            # in the background, beside the build: one thread, low priority
-                            ["nice", "-n", "10", "zstd", "-1", "-T1", "-q", "-f"]
-                            + [str(snapshot), "-o", str(tmp)],
+                            # in the background, beside the build: one thread (not
+                            # niced: on a loaded host it would starve, and the build
+                            # waits for it at the end)
+                            ["zstd", "-1", "-T1", "-q", "-f", str(snapshot), "-o", str(tmp)],
                             quiet=True,
                         )
                     else:

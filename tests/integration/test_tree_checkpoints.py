@@ -39,12 +39,15 @@ def elements(tmp_path: Path) -> Path:
     return dest
 
 
-def build(tmp_path: Path, elements: Path, name: str) -> tuple[dict[str, object], str, str]:
+def build(
+    tmp_path: Path, elements: Path, name: str, **env: str
+) -> tuple[dict[str, object], str, str]:
     """Build a tar of the tree: (tree cache record, /var/log/ran, log)."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
     e.update(
         ELEMENTS_PATH=str(elements), TMP_DIR=str(tmp_path), DIB_IMAGE_CACHE=str(tmp_path / "cache")
     )
+    e.update(env)
     out = tmp_path / "out" / name
     r = subprocess.run(
         [*DIC, "-n", "-o", str(out), "-t", "tar", "tiny-os", "ckpt"],
@@ -103,6 +106,17 @@ def test_an_edited_post_install_hook_reruns_from_post_install(
     assert ran == "install.d v1\npost-install.d v2\n"
     assert all(_hits(again).values()) and again["reused"] is True
     assert "tree cache: hit after post-root.d: reusing cached tree" in log
+
+    # break= is in the key (a shell can change the tree): its builds have entries of their
+    # own; and the restore stops before the break point, so that the point is reached
+    brk = {"break": "after-post-install"}
+    broken, _, log = build(tmp_path, elements, "c1", **brk)
+    assert broken["restored_after"] is None
+    assert "miss after root.d: variable break added" in log
+    broken, ran, log = build(tmp_path, elements, "c2", **brk)
+    assert broken["restored_after"] == "install.d" and ran == "install.d v1\npost-install.d v2\n"
+    assert "miss after post-install.d: break=after-post-install needs post-install.d to run" in log
+    assert "break=after-post-install: stdin is not a terminal" in log
 
     # an install.d edit: the tree after root.d, then install.d and everything after it
     inst = elements / "ckpt" / "install.d" / "50-ckpt-install"
