@@ -22,11 +22,11 @@ from tests.integration.test_elements_debian_tree import archive_reachable
 INSTALL = """#!/bin/bash
 # run {nonce}: a new install.d hook per test run, so that run's later checkpoints are new
 set -eu
-echo "install.d" >> /var/log/ckpt-ran
+echo "install.d" >> /etc/ckpt-ran
 """
 POST = """#!/bin/bash
 set -eu
-echo "post-install.d {tag}" >> /var/log/ckpt-ran
+echo "post-install.d {tag}" >> /etc/ckpt-ran
 # something only the real tree answers: the dpkg installed by the bootstrap
 dpkg-query -W -f '${{Version}}\\n' dpkg > /etc/ckpt-{tag}
 """
@@ -34,7 +34,8 @@ dpkg-query -W -f '${{Version}}\\n' dpkg > /etc/ckpt-{tag}
 
 def _build(tmp: Path, els: Path, name: str) -> tuple[dict[str, object], Path, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
-    snap = tmp / f"{name}.tar"
+    # one SNAP_OUT for every build: a variable hooks see is an input of the tree
+    snap = tmp / "snap.tar"
     env.update(
         ELEMENTS_PATH=str(els),
         TMP_DIR=str(tmp / "tmp"),
@@ -58,7 +59,7 @@ def _build(tmp: Path, els: Path, name: str) -> tuple[dict[str, object], Path, st
     record = json.loads((out.with_name(name + ".d") / "dibpy-build.json").read_text())
     tc = record["tree_cache"]
     assert isinstance(tc, dict)
-    return tc, snap, log
+    return tc, snap.rename(tmp / f"{name}.tar"), log
 
 
 def _member(snap: Path, name: str) -> str | None:
@@ -91,7 +92,7 @@ def test_an_edited_post_install_hook_restores_the_tree_after_install(
     write(post, POST.format(tag="v1"), 0o755)
 
     first, snap, log = _build(tmp_path, els, "a")
-    assert _member(snap, "./var/log/ckpt-ran") == "install.d\npost-install.d v1\n"
+    assert _member(snap, "./etc/ckpt-ran") == "install.d\npost-install.d v1\n"
     assert "tree cache: miss after install.d" in log, log[-3000:]
     version = _member(snap, "./etc/ckpt-v1")
     assert version and version[0].isdigit()
@@ -105,7 +106,7 @@ def test_an_edited_post_install_hook_restores_the_tree_after_install(
     ), log[-3000:]
     assert edited["restored_after"] == "install.d"
     # install.d did not run again; the edited hook did, the old one's effect is gone
-    assert _member(snap, "./var/log/ckpt-ran") == "install.d\npost-install.d v2\n"
+    assert _member(snap, "./etc/ckpt-ran") == "install.d\npost-install.d v2\n"
     assert _member(snap, "./etc/ckpt-v2") == version and _member(snap, "./etc/ckpt-v1") is None
     assert "running install.d/" not in log
 
@@ -113,4 +114,4 @@ def test_an_edited_post_install_hook_restores_the_tree_after_install(
     assert again["reused"] is True, log[-3000:]
     points = again["checkpoints"]
     assert isinstance(points, list) and all(p["hit"] for p in points)
-    assert _member(snap, "./var/log/ckpt-ran") == "install.d\npost-install.d v2\n"
+    assert _member(snap, "./etc/ckpt-ran") == "install.d\npost-install.d v2\n"
