@@ -73,6 +73,7 @@ def build(work: Path, name: str, cache: Path, elements: Path, *args: str) -> dic
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, help="keep the builds and logs here")
+    p.add_argument("--rounds", type=int, default=1, help="cold pairs (alternating order)")
     args = p.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="dibpy-bench-ckpt."))
     work.mkdir(parents=True, exist_ok=True)
@@ -81,26 +82,43 @@ def main() -> int:
     el = make_element(work)
     elements = el.parent
     runs: dict[str, dict[str, object]] = {}
-    runs["no-cache"] = build(work, "nocache", work / "nocache-cache", elements, "--no-cache")
-    runs["cold"] = build(work, "cold", cache, elements)
+    pairs: list[tuple[float, float]] = []
+    for n in range(args.rounds):
+        # alternating which goes first: the host's load drifts
+        order = ["no-cache", "cold"] if n % 2 == 0 else ["cold", "no-cache"]
+        got = {}
+        for what in order:
+            if what == "cold":
+                shutil.rmtree(cache, ignore_errors=True)
+                got[what] = build(work, f"cold{n}", cache, elements)
+            else:
+                shutil.rmtree(work / "nocache-cache", ignore_errors=True)
+                got[what] = build(
+                    work, f"nocache{n}", work / "nocache-cache", elements, "--no-cache"
+                )
+        pairs.append((float(got["no-cache"]["seconds"]), float(got["cold"]["seconds"])))  # type: ignore[arg-type]
+        runs.update(got)
     runs["no change"] = build(work, "nochange", cache, elements)
     edit(el, "post-install.d", "v2")
     runs["post-install.d edit"] = build(work, "postinst", cache, elements)
     edit(el, "install.d", "v2")
     runs["install.d edit"] = build(work, "inst", cache, elements)
 
-    cold = float(runs["cold"]["seconds"])  # type: ignore[arg-type]
-    print(f"{'build':22} {'seconds':>8} {'/ cold':>7}  restored after")
+    # the edits are measured against the mean cold cache-on build
+    cold = sum(b for _, b in pairs) / len(pairs)
+    print(f"{'build (last of each)':22} {'seconds':>8} {'/ cold':>7}  restored after")
     for name, rec in runs.items():
         secs = float(rec["seconds"])  # type: ignore[arg-type]
         tc = rec.get("tree_cache") or {}
         after = tc.get("restored_after") if isinstance(tc, dict) else None
         print(f"{name:22} {secs:8.1f} {secs / cold:7.2f}  {after or '-'}")
-    nocache = float(runs["no-cache"]["seconds"])  # type: ignore[arg-type]
     post = float(runs["post-install.d edit"]["seconds"])  # type: ignore[arg-type]
     inst = float(runs["install.d edit"]["seconds"])  # type: ignore[arg-type]
     print()
-    print(f"cold cache-on / --no-cache   {cold / nocache:5.3f}   goal <= 1.05")
+    for n, (a, b) in enumerate(pairs):
+        print(f"round {n}: --no-cache {a:.1f} s, cold cache-on {b:.1f} s: {b / a:5.3f}")
+    total = sum(b for _, b in pairs) / sum(a for a, _ in pairs)
+    print(f"cold cache-on / --no-cache   {total:5.3f}   goal <= 1.05 (all rounds)")
     print(f"post-install.d edit / cold   {post / cold:5.3f}   goal <= 0.35")
     print(f"install.d edit / cold        {inst / cold:5.3f}   goal <= 0.6")
     print()
@@ -113,6 +131,14 @@ def main() -> int:
             if str(s["name"]).startswith(("checkpoint", "copy tree", "root.d", "tree cache"))
         ]
         print(f"{name}: " + ", ".join(shown))
+        # what the build waited for the tree cache (the compression in the background
+        # shares the cores, which this does not count)
+        waited = sum(
+            float(s["seconds"])
+            for s in stages
+            if str(s["name"]).startswith(("checkpoint", "tree cache save", "tree cache key"))
+        )
+        print(f"  waited for the tree cache: {waited:.2f} s")
     print(f"\nlogs and images in {work}")
     return 0
 
