@@ -126,3 +126,41 @@ def test_break_names_a_real_phase() -> None:
         parse_break("before-instal")
     with pytest.raises(ValueError, match="is not before-PHASE"):
         parse_break("during-install")
+
+
+def test_a_snapshot_keeps_the_tree_as_it_was(tmp_path: Path) -> None:
+    """The build changes the tree as soon as snapshot_in_background returns; the entry
+    holds the tree as it was, and no partial file is left."""
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "phase").write_text("after install.d\n")
+    scratch = tmp_path / "build"
+    scratch.mkdir()
+    cache = treecache.TreeCache(tmp_path / "cache")
+    describe = {
+        "elements": "a b",
+        "arch": "amd64",
+        "after": "install.d",
+        "parent": "p",
+        "inputs": {"install.d hook 50-x of element b": "1"},
+    }
+    cache.snapshot_in_background("k" * 64, tree, describe, scratch)
+    (tree / "etc" / "phase").write_text("during post-install.d\n")
+    (tree / "etc" / "new").write_text("new\n")
+    cache.wait()
+    assert not list(scratch.iterdir()), "the snapshot is removed once compressed"
+    trees = tmp_path / "cache" / "dibpy-trees"
+    assert not list(trees.glob(".*")), "no partial file"
+    hit = cache.lookup("k" * 64)
+    assert hit is not None
+    out = tmp_path / "restored"
+    out.mkdir()
+    cache.restore(hit, out)
+    assert (out / "etc" / "phase").read_text() == "after install.d\n"
+    assert not (out / "etc" / "new").exists()
+    [entry] = treecache.entries(tmp_path / "cache")
+    assert (entry.after, entry.parent) == ("install.d", "p")
+    assert cache.newest_inputs("a b", "amd64", "install.d") == {
+        "install.d hook 50-x of element b": "1"
+    }
+    assert cache.newest_inputs("a b", "amd64", "post-root.d") is None
