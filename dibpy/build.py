@@ -53,7 +53,7 @@ from dibpy.blockdev import (
 from dibpy.blockdev.state import Journal
 from dibpy.config import CHECKSUMS, BuildConfig, parse_gib_size
 from dibpy.elements import find_library, package_installs, params, resolve
-from dibpy.elements.model import Element
+from dibpy.elements.model import PACKAGES_PHASE, PHASE_TABLE, Element, tree_segments
 from dibpy.elements.resolve import Resolution, default_elements
 from dibpy.errors import ConfigError, DibpyError, MultiError
 from dibpy.hookenv import LIB_DIR
@@ -64,10 +64,8 @@ from dibpy.outputs import get as get_output
 
 LOG = logging.getLogger("dibpy")
 
-HOST_PHASES_BEFORE_CHROOT = ("root.d",)
-CHROOT_BUILD_PHASES = ("pre-install.d", "install.d", "post-install.d")
 #: the phases that run in a chroot of the image: none runs for an image that is not Linux
-CHROOT_PHASES = (*CHROOT_BUILD_PHASES, "finalise.d")
+CHROOT_PHASES = tuple(p.name for p in PHASE_TABLE if p.in_chroot)
 GIB = 1024**3
 MIB = 1024**2
 
@@ -464,6 +462,10 @@ class Build:
         #: set when the tree is built (not reused) and should be saved
         self.tree_cache: treecache.TreeCache | None = None
         self.tree_key = ""
+        #: the tree cache's checkpoints of this build (empty when the cache is off)
+        self.checkpoints: list[treecache.Checkpoint] = []
+        #: checkpoints from this index on are not restored (a break= point is in them)
+        self.restore_limit = 0
         self.cache_record: dict[str, object] = {}
         #: NAME.d when this build made it (removed if the build fails)
         self.new_manifest_dir: Path | None = None
@@ -605,8 +607,7 @@ class Build:
                 ) from None
         built = self.build_dir / "built"
         LOG.info("elements: %s", " ".join(self.plan.resolution.names))
-        if not self._restore_cached_tree(built):
-            self._build_tree(built)
+        self._run_phases(built, self._restore_cached_tree(built))
 
         outputs: list[Path] = []
         if self.plan.block_device_text is None:
@@ -625,19 +626,21 @@ class Build:
             LOG.info("wrote %s", o)
         return BuildResult(tuple(outputs), manifest_dir, tuple(self.timer.stages))
 
-    def _restore_cached_tree(self, built: Path) -> bool:
-        """Reuse a cached tree of an unchanged build; True if one was restored."""
+    def _restore_cached_tree(self, built: Path) -> int:
+        """Restore the latest checkpoint whose inputs are unchanged (doc/building.md,
+        "Checkpoints"); the index in ``self.checkpoints`` of the one restored, or -1.
+
+        Logs one line per checkpoint (hit, or miss and why) and fills the build record."""
         cfg = self.cfg
         if cfg.no_cache or not treecache.have_tools():
             if cfg.no_cache:
                 LOG.info("tree cache: not used (--no-cache)")
             why = "--no-cache" if cfg.no_cache else "the cache's tools are missing"
             events.emit("cache", cache="tree", result="off", reason=why)
-            return False
+            return -1
         with self.timer.stage("tree cache key"):
             settings = {
                 "arch": cfg.arch,
-                "packages": " ".join(cfg.packages),
                 "install_type": cfg.install_type,
                 "release": cfg.release or "",
                 "mirror": cfg.mirror or "",
@@ -654,86 +657,201 @@ class Build:
                 cache_dir=cfg.image_cache,
                 offline=cfg.offline,
             )
-            self.tree_key = treecache.key_of(inputs)
-            hit = cache.lookup(self.tree_key)
-        if hit is None:
-            names = " ".join(self.plan.resolution.names)
-            previous = cache.newest_inputs(names, cfg.arch)
-            reasons = treecache.describe_changes(previous, inputs) if previous else []
-            if previous is None:
-                why = "no earlier entry for these elements"
-            elif reasons:
-                why = "; ".join(reasons)
-            else:
-                why = "the entry with the same inputs is too old or reuse is off"
-            LOG.info("tree cache: miss: %s; building the tree (%s)", why, self.tree_key[:12])
-            events.emit("cache", cache="tree", result="miss", key=self.tree_key, reason=why)
-            self.cache_record = {
-                "tree_key": self.tree_key,
-                "reused": False,
-                "enabled": True,
-                "miss": reasons or [why],
-            }
-            cache.inputs = inputs
-            self.tree_cache = cache
-            # the saver reads the tree: it must finish before the build dir goes
-            mounts.push_cleanup(self.stack, cache.wait, what="saving the tree cache")
-            return False
-        with self.timer.stage("tree cache restore"):
-            LOG.info(
-                "tree cache: reusing cached tree %s, built %s ago (at most %s allowed; "
-                "--no-cache to rebuild); root.d to post-root.d skipped",
-                self.tree_key[:12],
-                treecache.human_age(hit.age),
-                treecache.human_age(cfg.tree_cache_max_age),
+            chain = treecache.checkpoints(
+                inputs, self.plan.resolution.elements, " ".join(cfg.packages)
             )
-            cache.restore(hit, built)
-        events.emit(
-            "cache", cache="tree", result="hit", key=self.tree_key, age_seconds=round(hit.age)
-        )
+            self.checkpoints = chain
+            self.tree_key = chain[-1].key
+            usable = len(chain)
+            for point in cfg.breaks:
+                # a break inside a phase a restore would skip: restore only what is before it
+                phase = point.partition("-")[2] + ".d"
+                usable = min([usable] + [n for n, c in enumerate(chain) if phase in c.phases])
+            self.restore_limit = usable
+            restored, hit = -1, None
+            if cfg.tree_cache_max_age <= 0:
+                LOG.info("tree cache: reuse switched off (DIB_TREE_CACHE_MAX_AGE=0)")
+            else:
+                for n in reversed(range(usable)):
+                    hit = cache.lookup(chain[n].key)
+                    if hit is not None:
+                        restored = n
+                        break
+        self.tree_cache = cache
+        # the savers read the tree and its snapshots: they finish before the build dir goes
+        mounts.push_cleanup(self.stack, cache.wait, what="saving the tree cache")
+        names = " ".join(self.plan.resolution.names)
+        records: list[dict[str, object]] = []
+        first_miss: list[str] = []
+        for n, c in enumerate(chain):
+            rec: dict[str, object] = {"after": c.after, "key": c.key}
+            if n <= restored:
+                rec["hit"] = True
+                if n == restored:
+                    assert hit is not None
+                    rec["restored"] = True
+                    first = chain[0].phases[0]
+                    LOG.info(
+                        "tree cache: hit after %s: reusing cached tree %s, built %s ago "
+                        "(at most %s allowed; --no-cache to rebuild); %s skipped",
+                        c.after,
+                        c.key[:12],
+                        treecache.human_age(hit.age),
+                        treecache.human_age(cfg.tree_cache_max_age),
+                        first if c.after == first else f"{first} to {c.after}",
+                    )
+                else:
+                    LOG.info("tree cache: hit after %s", c.after)
+                events.emit("cache", cache="tree", result="hit", key=c.key, after=c.after)
+            else:
+                reasons = self._miss_reasons(cache, names, n, restored)
+                rec.update(hit=False, miss=reasons)
+                first_miss = first_miss or reasons
+                LOG.info(
+                    "tree cache: miss after %s: %s (%s)", c.after, "; ".join(reasons), c.key[:12]
+                )
+                events.emit(
+                    "cache",
+                    cache="tree",
+                    result="miss",
+                    key=c.key,
+                    after=c.after,
+                    reason="; ".join(reasons),
+                )
+            records.append(rec)
         self.cache_record = {
             "tree_key": self.tree_key,
-            "reused": True,
-            "age_seconds": round(hit.age),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hit.created)),
+            "reused": restored == len(chain) - 1,
+            "enabled": True,
+            "restored_after": chain[restored].after if restored >= 0 else None,
+            "checkpoints": records,
         }
-        return True
+        if first_miss:
+            self.cache_record["miss"] = first_miss
+        if restored >= 0:
+            assert hit is not None
+            self.cache_record.update(
+                age_seconds=round(hit.age),
+                created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hit.created)),
+            )
+            with self.timer.stage("tree cache restore"):
+                cache.restore(hit, built)
+        return restored
 
-    def _build_tree(self, built: Path) -> None:
-        """root.d to post-root.d; then the tree is saved to the tree cache (in background)."""
-        cfg = self.cfg
-        assert self.tree is not None
-        self.phase("root.d", built, in_chroot=False)
-        if not any(built.iterdir()):
-            raise DibpyError(
-                "root.d produced no root filesystem",
-                hint="an operating-system element (debian-minimal, ubuntu, centos, ...) must "
-                "populate $TARGET_ROOT in root.d",
-            )
-        if not self.linux:
-            # no chroot: no /proc /sys /dev mounts, no hook mount in /tmp (plan() refused
-            # every chroot hook of such an image)
-            LOG.info("the image is %s: no chroot phases", self.plan.os_family)
-            self.phase("extra-data.d", built, in_chroot=False)
-        else:
+    def _miss_reasons(
+        self, cache: treecache.TreeCache, names: str, n: int, restored: int
+    ) -> list[str]:
+        """Why checkpoint ``n`` misses: what changed in its own inputs since the newest
+        entry for the same elements there, and whether the tree before it is new."""
+        chain = self.checkpoints
+        c = chain[n]
+        reasons = []
+        if n > restored + 1:
+            before = chain[n - 1].after
+            if c.key == c.parent:
+                return [f"the same tree as after {before} ({'/'.join(c.phases)}: no hooks)"]
+            reasons.append(f"the tree after {before} is rebuilt")
+        previous = cache.newest_inputs(names, self.cfg.arch, c.after, c.parent)
+        if previous is None:
+            return reasons or ["no earlier entry for these elements"]
+        own = dict(c.inputs)
+        old = {k: v for k, v in previous.items() if k != "checkpoint parent"}
+        reasons += treecache.describe_changes(old, own)
+        if not reasons:
+            if self.cfg.tree_cache_max_age <= 0:
+                reasons = ["reuse switched off (DIB_TREE_CACHE_MAX_AGE=0)"]
+            elif n >= self.restore_limit:
+                reasons = [f"break={','.join(self.cfg.breaks)} needs {c.phases[0]} to run"]
+            elif cache.has(c.key):
+                reasons = ["the entry with the same inputs is too old"]
+            else:
+                reasons = ["the entry with the same inputs was removed"]
+        return reasons
+
+    def _run_phases(self, built: Path, restored: int) -> None:
+        """The tree phases of model.PHASE_TABLE after checkpoint ``restored`` (all of them
+        for -1), one segment per checkpoint; the tree is saved at each checkpoint missed.
+
+        A segment with a chroot phase enters the chroot environment at its start and
+        leaves it at its checkpoint, so that a build continuing from a restored checkpoint
+        runs exactly what a cold build runs."""
+        segments = tree_segments()
+        chain = self.checkpoints
+        for n, seg in enumerate(segments):
+            if n <= restored:
+                continue
             with contextlib.ExitStack() as cstack:
-                cstack.enter_context(chroot.chroot_environment(built))
-                self.phase("extra-data.d", built, in_chroot=False)
-                chroot.bind_hooks(built, self.tree.root, cstack)
-                for phase in CHROOT_BUILD_PHASES:
-                    if phase == "post-install.d" and cfg.packages:
+                entered = bound = False
+                for spec in seg:
+                    if spec.in_chroot and not self.linux:
+                        continue  # plan() refused every chroot hook of such an image
+                    if self.linux and not entered and any(p.in_chroot for p in seg):
+                        cstack.enter_context(chroot.chroot_environment(built))
+                        entered = True
+                    if spec.in_chroot and not bound:
+                        assert self.tree is not None
+                        chroot.bind_hooks(built, self.tree.root, cstack)
+                        bound = True
+                    if spec.name == PACKAGES_PHASE and self.cfg.packages:
                         self._install_packages(built)
-                    self.phase(phase, built, in_chroot=True)
-        self.phase("post-root.d", built, in_chroot=False)
-        # diskimage-builder unmounts what hooks mounted in the tree (its shared apt cache
-        # bind mount, say) before the tree is sized, copied and cached
-        unmount_left_behind(built, "the tree")
-        if self.tree_cache is not None:
-            self.tree_cache.save_in_background(
-                self.tree_key,
-                built,
-                {"elements": " ".join(self.plan.resolution.names), "arch": cfg.arch},
+                    self.phase(spec.name, built, in_chroot=spec.in_chroot)
+                    if spec.name == "root.d" and not any(built.iterdir()):
+                        raise DibpyError(
+                            "root.d produced no root filesystem",
+                            hint="an operating-system element (debian-minimal, ubuntu, "
+                            "centos, ...) must populate $TARGET_ROOT in root.d",
+                        )
+                    if spec.name == "root.d" and not self.linux:
+                        LOG.info("the image is %s: no chroot phases", self.plan.os_family)
+            last = n == len(segments) - 1
+            if last:
+                # diskimage-builder unmounts what hooks mounted in the tree (its shared apt
+                # cache bind mount, say) before the tree is sized, copied and cached
+                unmount_left_behind(built, "the tree")
+            if chain:
+                self._checkpoint(built, n, restored)
+
+    def _checkpoint(self, built: Path, n: int, restored: int) -> None:
+        """Save the tree as checkpoint ``n`` of the chain if it was missed: a snapshot now
+        (compressed in the background) if a later phase changes the tree; else, at the
+        last checkpoint, the tree itself, in the background until it is copied into the
+        image."""
+        cache, chain = self.tree_cache, self.checkpoints
+        assert cache is not None
+        last = n == len(chain) - 1
+        c = chain[n]
+        if not last and n > 0 and c.key == c.parent:
+            return  # the same tree as the checkpoint before: saved (or restored) already
+        if not last and all(later.key == c.key for later in chain[n + 1 :]):
+            return  # no later phase has a hook: saved from the tree at the last checkpoint
+        if last:
+            # the first checkpoint of the same tree (post-install.d's, when no post-root.d
+            # hook runs) is the one saved
+            first = min(m for m, other in enumerate(chain) if other.key == c.key)
+            if first <= restored:
+                return
+            c = chain[first]
+        left = mounts.mounts_under(built)
+        if left:
+            LOG.info(
+                "tree cache: not keeping the tree after %s: a hook's mount is in it (%s), "
+                "which a restore could not bring back",
+                c.after,
+                ", ".join(left),
             )
+            return
+        describe = {
+            "elements": " ".join(self.plan.resolution.names),
+            "arch": self.cfg.arch,
+            "after": c.after,
+            "parent": c.parent,
+            "inputs": dict(c.inputs),
+        }
+        if last:
+            cache.save_in_background(c.key, built, describe)
+        else:
+            with self.timer.stage(f"checkpoint after {c.after}"):
+                cache.snapshot_in_background(c.key, built, describe, self.build_dir)
 
     def _install_packages(self, built: Path) -> None:
         with self.timer.stage("packages (-p)"):
@@ -783,10 +901,14 @@ class Build:
         extra = hookenv.block_device_env(cfg, bd.getval, bd.image_path)
         with self.timer.stage("copy tree in"):
             run.run(["cp", "-a", "--", f"{built}/.", f"{mnt}/"])
-            # the tree is in the image now; free the tmpfs for the outputs
-            if self.tree_cache is not None:
-                self.tree_cache.wait()
-            _rmtree_logged(built)
+            # the tree is in the image now: free the tmpfs for the outputs, unless it has
+            # room to spare, when the tree cache goes on saving it beside the rest of the
+            # build (the finalise phases and the outputs)
+            saving_beside = self.tree_cache is not None and _room_to_spare(self.build_dir)
+            if not saving_beside:
+                if self.tree_cache is not None:
+                    self.tree_cache.wait()
+                _rmtree_logged(built)
             if self.linux:
                 bd.write_fstab(mnt / "etc")
         self._finalise(mnt, extra)
@@ -805,6 +927,11 @@ class Build:
         image_outputs = [po for po in self.plan.outputs if not po[0].needs_tree]
         with self.timer.stage("outputs"):
             outputs += self._write_outputs(image_outputs, Path(bd.image_path), opts)
+        if saving_beside:
+            assert self.tree_cache is not None
+            with self.timer.stage("tree cache save"):
+                self.tree_cache.wait()
+            _rmtree_logged(built)
         return manifest_dir, outputs
 
     def _finalise(self, root: Path, extra: Mapping[str, str]) -> None:
@@ -842,6 +969,8 @@ class Build:
         assert self.tree is not None
         if not self.tree.scan("block-device.d").hooks:
             return
+        if self.tree_cache is not None:
+            self.tree_cache.wait()  # its hooks run on the tree the cache may still be reading
         seen: list[str] = []
         self.phase(
             "block-device.d",
@@ -998,6 +1127,15 @@ def _os_reason(e: BaseException) -> str:
 def _unlink_quiet(p: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         p.unlink()
+
+
+def _room_to_spare(build_dir: Path, spare: int = 2 * GIB) -> bool:
+    """Has the build directory's filesystem ``spare`` bytes free?"""
+    try:
+        st = os.statvfs(build_dir)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize >= spare
 
 
 def _release_note(build_dir: Path) -> None:

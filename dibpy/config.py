@@ -180,10 +180,20 @@ def parse_qemu_img_options(value: str) -> str:
 
 
 def parse_break(value: str) -> tuple[str, ...]:
+    from dibpy.elements.model import PHASES
+
+    names = [p.removesuffix(".d") for p in PHASES]
     out = tuple(v.strip() for v in value.split(",") if v.strip())
     for v in out:
-        if v != "after-error" and not re.match(r"^(before|after)-[a-z-]+$", v):
+        if v == "after-error":
+            continue
+        m = re.match(r"^(before|after)-(.+)$", v)
+        if not m:
             raise ValueError(f"{v!r} is not before-PHASE, after-PHASE or after-error")
+        if m.group(2) not in names:
+            raise ValueError(
+                f"{v!r}: {m.group(2)!r} is not a phase (PHASE is one of {', '.join(names)})"
+            )
     return out
 
 

@@ -1,13 +1,16 @@
-"""The installed-tree cache: reuse the tree of an unchanged build.
+"""The installed-tree cache: reuse the tree of an unchanged build, or of its first phases.
 
-After post-root.d the build's tree is saved (tar + zstd) under a content hash of
-everything that made it; a later build with the same hash restores it and skips root.d
-through post-root.d.  A cached tree is reused only when a fresh build would make the same
-tree, so the key covers (doc/building.md, "What the tree cache key covers"):
+The tree is kept (tar + zstd) at checkpoints, after root.d, install.d, post-install.d and
+post-root.d (``model.PHASE_TABLE``), each under a hash of its predecessor's key and what
+the phases since it read (:func:`checkpoints`); a later build restores the latest
+checkpoint whose key it finds and runs only the phases after it (doc/building.md,
+"Checkpoints").  A cached tree is reused only when a fresh build would make the same
+tree, so the keys cover (doc/building.md, "What the tree cache key covers"):
 
 * every file of every element in the build (path, mode, content, symlink target), except
   what only runs later (block-device.d, pre-finalise.d, finalise.d, cleanup.d, the
-  block-device-*.yaml layouts) and READMEs;
+  block-device-*.yaml layouts) and READMEs; the files of a tree phase's directory count
+  from that phase's checkpoint (:func:`hook_inputs`), the rest from the first;
 * dibpy's version and its shell library ($_LIB);
 * the build settings: architecture, -p packages, install type, release, mirror;
 * every environment variable a hook can see, except a short list that cannot change the
@@ -24,7 +27,7 @@ that changed compared with the newest entry for the same elements.
 Reuse is bounded and visible: it is logged with the entry's age, recorded in the build
 record, refused past ``DIB_TREE_CACHE_MAX_AGE`` (default 24h; ``0`` disables reuse), and
 switched off by ``--no-cache``.  Entries are written atomically (temporary name, rename)
-and pruned to the newest few per element set.
+and pruned to the newest few per element set and checkpoint.
 """
 
 from __future__ import annotations
@@ -44,14 +47,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dibpy import __version__, archivestate, run, sourcerepos
-from dibpy.elements.model import Element
-from dibpy.errors import ConfigError
+from dibpy.elements.model import PACKAGES_PHASE, TREE_PHASES, Element, tree_segments
+from dibpy.errors import ConfigError, DibpyError
 from dibpy.hookenv import CLEAR_ENV_KEEPS
 
 LOG = logging.getLogger("dibpy")
 
 #: bump when the pipeline's tree phases change meaning
-FORMAT = 1
+FORMAT = 2
 #: element parts that only matter after the tree is cached
 LATE_PARTS = (
     "block-device.d",
@@ -61,6 +64,8 @@ LATE_PARTS = (
     "tests",
     "test-elements",
 )
+#: phase directories counted by the checkpoint after them, not with the element's other files
+_TREE_PHASE_DIRS = frozenset(p.name for p in TREE_PHASES)
 #: variables that cannot change the tree
 _IGNORED_VARS = re.compile(
     r"^DIB_(IMAGE_CACHE|OFFLINE|DEBUG_TRACE|TREE_CACHE_MAX_AGE|CHECKSUM|QEMU_IMG_OPTIONS|"
@@ -79,6 +84,7 @@ _IGNORED_HOST_VARS = re.compile(
     r"IMAGE_NAME|IMAGE_ELEMENT|IMAGE_ELEMENT_YAML|ARCH|BASH_FUNC_.*)$"
 )
 DEFAULT_MAX_AGE = 24 * 3600
+#: entries kept per element set and checkpoint
 KEEP_PER_SET = 3
 
 
@@ -86,7 +92,9 @@ def _hash_element(h: hashlib._Hash, el: Element) -> None:
     for root, dirs, files in os.walk(el.path):
         dirs.sort()
         rel_root = Path(root).relative_to(el.path)
-        if rel_root.parts and rel_root.parts[0] in LATE_PARTS:
+        if rel_root.parts and (
+            rel_root.parts[0] in LATE_PARTS or rel_root.parts[0] in _TREE_PHASE_DIRS
+        ):
             dirs[:] = []
             continue
         for name in sorted(files + [d for d in dirs if (Path(root) / d).is_symlink()]):
@@ -189,6 +197,74 @@ def tree_inputs(
     return out
 
 
+def hook_inputs(elements: Iterable[Element], phases: Iterable[str]) -> dict[str, str]:
+    """A fingerprint of every file in the ``phases`` directories of every element, by
+    name (``post-install.d hook 50-foo of element bar``), so that a miss names the hook."""
+    out = {}
+    for phase in phases:
+        for el in sorted(elements, key=lambda e: e.name):
+            d = el.path / phase
+            if not d.is_dir():
+                continue
+            for p in sorted(d.rglob("*")):
+                rel = p.relative_to(d).as_posix()
+                if p.is_symlink():
+                    value = "link " + os.readlink(p)
+                elif p.is_file():
+                    h = hashlib.sha256(b"x" if os.access(p, os.X_OK) else b"-")
+                    with open(p, "rb") as f:
+                        while chunk := f.read(1 << 20):
+                            h.update(chunk)
+                    value = h.hexdigest()[:16]
+                else:
+                    continue
+                out[f"{phase} hook {rel} of element {el.name}"] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The tree as it is after ``after``: keyed by its predecessor's key (``parent``) and
+    what the phases since then read (``inputs``)."""
+
+    after: str
+    #: the phases since the previous checkpoint (the ones a restore of it skips)
+    phases: tuple[str, ...]
+    key: str
+    parent: str
+    inputs: Mapping[str, str]
+
+
+def checkpoints(
+    inputs: Mapping[str, str], elements: Iterable[Element], packages: str = ""
+) -> list[Checkpoint]:
+    """The chain of checkpoints (model.PHASE_TABLE's), first to last.
+
+    The first (after root.d) takes ``inputs`` (:func:`tree_inputs`: settings, variables,
+    the element files outside the tree phases' directories, the archive's state, ...) and
+    the root.d hooks; each later one its predecessor's key, its own phases' hook files and,
+    for the phase they are installed before, the ``-p`` packages. A checkpoint whose phases
+    have no files and no packages makes the same tree as its predecessor: same key.
+    """
+    elements = list(elements)
+    out: list[Checkpoint] = []
+    parent = ""
+    for n, seg in enumerate(tree_segments()):
+        names = tuple(p.name for p in seg)
+        own = hook_inputs(elements, names)
+        if n == 0:
+            own = {**inputs, **own}
+        if packages and PACKAGES_PHASE in names:
+            own["setting packages"] = packages
+        if own or not parent:
+            key = key_of({**own, "checkpoint parent": parent} if parent else own)
+        else:
+            key = parent
+        out.append(Checkpoint(names[-1], names, key, parent, own))
+        parent = key
+    return out
+
+
 def declared_inputs(el: Element, *, offline: bool = False) -> dict[str, str]:
     """What an element's ``tree-cache-inputs`` file declares its hooks fetch by themselves.
 
@@ -279,7 +355,7 @@ def describe_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str
             reasons.append(f"{k} added")
         elif b is None:
             reasons.append(f"{k} removed")
-        elif k.startswith(("variable ", "element ", "dibpy shell")):
+        elif k.startswith(("variable ", "element ", "dibpy shell")) or " hook " in k:
             reasons.append(f"{k} changed")
         else:
             reasons.append(f"{k} changed ({a[:12]} -> {b[:12]})")
@@ -293,8 +369,13 @@ class Hit:
     age: float
 
 
+_TAR_OPTS = ("--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls")
+
+
 class TreeCache:
-    """Saved trees under ``<image cache>/dibpy-trees``; see the module docstring."""
+    """Saved trees (checkpoints) under ``<image cache>/dibpy-trees``; see the module
+    docstring.  Saves run in one background thread at a time, oldest first; :meth:`wait`
+    joins them (the build calls it before the tree or its build directory goes)."""
 
     def __init__(
         self, cache_dir: Path, max_age: int = DEFAULT_MAX_AGE, max_size: int | None = None
@@ -303,48 +384,61 @@ class TreeCache:
         self.max_age = max_age
         #: DIB_CACHE_MAX_SIZE: after each save, least recently used entries go above it
         self.max_size = max_size
-        self._saver: threading.Thread | None = None
-        self._save_error: BaseException | None = None
-        #: the inputs of the key being built, stored in the entry's metadata so that a
-        #: later miss can say what changed
-        self.inputs: dict[str, str] = {}
+        self._savers: list[threading.Thread] = []
+        #: one save at a time: they share the cores with the build
+        self._one_at_a_time = threading.Lock()
+        self._save_errors: list[BaseException] = []
 
-    def newest_inputs(self, element_set: str, arch: str) -> dict[str, str] | None:
-        """The inputs of the newest entry for the same elements and architecture."""
-        best: tuple[float, dict[str, str]] | None = None
+    def newest_inputs(
+        self, element_set: str, arch: str, after: str = "post-root.d", parent: str | None = None
+    ) -> dict[str, str] | None:
+        """The inputs of the newest entry for the same elements, architecture and
+        checkpoint (and, if given, the same predecessor), else None."""
+        best: tuple[bool, float, dict[str, str]] | None = None
         for m in self.dir.glob("*.json") if self.dir.is_dir() else ():
             with contextlib.suppress(ValueError, OSError, AttributeError):
                 data = json.loads(m.read_text())
                 if str(data.get("elements", "")) != element_set or data.get("arch") != arch:
                     continue
+                if data.get("after", "post-root.d") != after:
+                    continue
                 if not m.with_suffix(".zst").is_file():
                     continue
-                created = float(data.get("created", 0))
+                rank = (parent is not None and data.get("parent") == parent, float(data["created"]))
                 inputs = data.get("inputs")
-                if isinstance(inputs, dict) and (best is None or created > best[0]):
-                    best = (created, {str(k): str(v) for k, v in inputs.items()})
-        return best[1] if best else None
+                if isinstance(inputs, dict) and (best is None or rank > best[:2]):
+                    best = (*rank, {str(k): str(v) for k, v in inputs.items()})
+        return best[2] if best else None
 
     def _entry(self, key: str) -> Path:
         return self.dir / f"{key}.tar.zst"
 
-    def lookup(self, key: str) -> Hit | None:
+    def has(self, key: str) -> bool:
+        entry = self._entry(key)
+        return entry.is_file() and entry.with_suffix(".json").is_file()
+
+    def lookup(self, key: str, quiet: bool = False) -> Hit | None:
         entry = self._entry(key)
         meta = entry.with_suffix(".json")
         if not entry.is_file() or not meta.is_file():
             return None
-        created = float(json.loads(meta.read_text()).get("created", 0))
+        try:
+            created = float(json.loads(meta.read_text()).get("created", 0))
+        except (OSError, ValueError, AttributeError):
+            return None
         age = time.time() - created
         if self.max_age <= 0:
-            LOG.info("tree cache: reuse switched off (DIB_TREE_CACHE_MAX_AGE=0)")
+            if not quiet:
+                LOG.info("tree cache: reuse switched off (DIB_TREE_CACHE_MAX_AGE=0)")
             return None
         if age > self.max_age:
-            LOG.info(
-                "tree cache: entry %s is %s old, older than the %s allowed: rebuilding",
-                key[:12],
-                human_age(age),
-                human_age(self.max_age),
-            )
+            if not quiet:
+                LOG.info(
+                    "tree cache: entry %s is %s old, older than the %s allowed: rebuilding",
+                    key[:12],
+                    human_age(age),
+                    human_age(self.max_age),
+                )
             return None
         return Hit(entry, created, age)
 
@@ -352,79 +446,114 @@ class TreeCache:
         # the metadata's mtime is the entry's last use, for least-recently-used pruning
         with contextlib.suppress(OSError):
             os.utime(hit.path.with_suffix(".json"))
-        run.run(
-            [
-                "tar",
-                "--zstd",
-                "-x",
-                "--numeric-owner",
-                "--xattrs",
-                "--xattrs-include=*",
-                "--acls",
-                "-p",
-                "-f",
-                str(hit.path),
-                "-C",
-                str(target),
-            ]
-        )
+        run.run(["tar", "--zstd", "-x", *_TAR_OPTS, "-p", "-f", str(hit.path), "-C", str(target)])
 
     def save_in_background(self, key: str, tree: Path, describe: Mapping[str, object]) -> None:
-        """Start saving ``tree``; :meth:`wait` must be called before the tree changes."""
+        """Start saving ``tree`` as it is; :meth:`wait` must be called before it changes."""
+        self._start(key, describe, tree=tree)
+
+    def snapshot_in_background(
+        self, key: str, tree: Path, describe: Mapping[str, object], scratch: Path
+    ) -> None:
+        """Copy ``tree`` now into an uncompressed tar under ``scratch`` (the build's own,
+        fast directory), then compress it into the cache in the background: the tree may
+        change as soon as this returns.  The copy is the only cost on the build's path."""
+        snap = scratch / f".checkpoint-{key[:16]}.tar"
+        after = describe.get("after", "")
+        with contextlib.suppress(OSError):
+            st = os.statvfs(scratch)
+            used = (st.f_blocks - st.f_bfree) * st.f_frsize
+            if st.f_bavail * st.f_frsize < used + (1 << 30):
+                # the copy would take the room the build's next phases need
+                LOG.info("tree cache: not keeping the tree after %s: too little room", after)
+                return
+        try:
+            run.run(
+                ["tar", "-c", *_TAR_OPTS, "--one-file-system", "-f", str(snap)]
+                + ["-C", str(tree), "."],
+                quiet=True,
+            )
+        except (DibpyError, OSError) as e:
+            # a checkpoint is worth a warning, never the build
+            LOG.warning("tree cache: could not keep the tree after %s: %s", after, e)
+            with contextlib.suppress(FileNotFoundError):
+                snap.unlink()
+            return
+        self._start(key, describe, snapshot=snap)
+
+    def _start(
+        self,
+        key: str,
+        describe: Mapping[str, object],
+        *,
+        tree: Path | None = None,
+        snapshot: Path | None = None,
+    ) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
 
         def _save() -> None:
             entry = self._entry(key)
-            tmp = entry.with_name(f".{entry.name}.{os.getpid()}.partial")
-            try:
-                run.run(
-                    [
-                        "tar",
-                        "-I",
-                        "zstd -1 -T0",
-                        "-c",
-                        "--numeric-owner",
-                        "--xattrs",
-                        "--xattrs-include=*",
-                        "--acls",
-                        "--one-file-system",
-                        "-f",
-                        str(tmp),
-                        "-C",
-                        str(tree),
-                        ".",
-                    ],
-                    quiet=True,
-                )
-                meta = {"created": time.time(), "key": key, **describe, "inputs": self.inputs}
-                entry.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
-                os.replace(tmp, entry)
-                self._prune(str(describe.get("elements", "")))
-                if self.max_size is not None:
-                    for gone in prune_to_size(self.dir.parent, self.max_size, keep=key):
-                        LOG.info("tree cache: removed %s (DIB_CACHE_MAX_SIZE)", gone.key[:12])
-            except BaseException as e:  # reported by wait()
-                self._save_error = e
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+            # two builds saving the same entry each write their own file; the rename is
+            # atomic, so a reader sees one whole tarball or the other, never a partial one
+            tmp = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}.partial")
+            meta = entry.with_suffix(".json")
+            tmp_meta = tmp.with_suffix(".json-partial")
+            with self._one_at_a_time:
+                try:
+                    if snapshot is not None:
+                        run.run(
+                            # in the background, beside the build: one thread (not
+                            # niced: on a loaded host it would starve, and the build
+                            # waits for it at the end)
+                            ["zstd", "-1", "-T1", "-q", "-f", str(snapshot), "-o", str(tmp)],
+                            quiet=True,
+                        )
+                    else:
+                        assert tree is not None
+                        run.run(
+                            ["tar", "-I", "zstd -1 -T0", "-c", *_TAR_OPTS, "--one-file-system"]
+                            + ["-f", str(tmp), "-C", str(tree), "."],
+                            quiet=True,
+                        )
+                    data = {"created": time.time(), "key": key, **describe}
+                    tmp_meta.write_text(json.dumps(data, indent=1) + "\n")
+                    # the metadata first: an entry counts only once its tarball is there
+                    os.replace(tmp_meta, meta)
+                    os.replace(tmp, entry)
+                    self._prune(str(describe.get("elements", "")), str(describe.get("after", "")))
+                    if self.max_size is not None:
+                        for gone in prune_to_size(self.dir.parent, self.max_size, keep=key):
+                            LOG.info("tree cache: removed %s (DIB_CACHE_MAX_SIZE)", gone.key[:12])
+                except BaseException as e:  # reported by wait()
+                    self._save_errors.append(e)
+                    for p in (tmp, tmp_meta):
+                        with contextlib.suppress(FileNotFoundError):
+                            p.unlink()
+                finally:
+                    if snapshot is not None:
+                        with contextlib.suppress(FileNotFoundError):
+                            snapshot.unlink()
 
-        self._saver = threading.Thread(target=_save, name="dibpy-tree-cache", daemon=True)
-        self._saver.start()
+        t = threading.Thread(target=_save, name=f"dibpy-tree-cache-{key[:8]}", daemon=True)
+        self._savers.append(t)
+        t.start()
 
     def wait(self) -> None:
-        if self._saver is not None:
-            self._saver.join()
-            self._saver = None
-        if self._save_error is not None:
-            LOG.warning("tree cache: could not save the tree: %s", self._save_error)
-            self._save_error = None
+        """Wait for every save started; a failed save is a warning, never the build's error."""
+        while self._savers:
+            self._savers.pop(0).join()
+        for e in self._save_errors:
+            LOG.warning("tree cache: could not save the tree: %s", e)
+        self._save_errors = []
 
-    def _prune(self, element_set: str) -> None:
+    def _prune(self, element_set: str, after: str) -> None:
         metas = []
         for m in self.dir.glob("*.json"):
-            with contextlib.suppress(ValueError, OSError):
+            with contextlib.suppress(ValueError, OSError, AttributeError):
                 data = json.loads(m.read_text())
-                if str(data.get("elements", "")) == element_set:
+                if str(data.get("elements", "")) == element_set and (
+                    data.get("after", "post-root.d") == after
+                ):
                     metas.append((float(data.get("created", 0)), m))
         for _, m in sorted(metas, reverse=True)[KEEP_PER_SET:]:
             with contextlib.suppress(FileNotFoundError):
@@ -457,6 +586,10 @@ class Entry:
     last_used: float
     elements: str
     arch: str
+    #: the checkpoint: the phase the tree is saved after
+    after: str = "post-root.d"
+    #: the key of the checkpoint before it ("" for the first)
+    parent: str = ""
 
 
 def entries(cache_dir: Path) -> list[Entry]:
@@ -476,6 +609,8 @@ def entries(cache_dir: Path) -> list[Entry]:
                     last_used=meta.stat().st_mtime,
                     elements=str(data.get("elements", "")),
                     arch=str(data.get("arch", "")),
+                    after=str(data.get("after", "post-root.d")),
+                    parent=str(data.get("parent", "")),
                 )
             )
     return sorted(found, key=lambda e: e.last_used, reverse=True)

@@ -19,7 +19,11 @@ MIB = 1024 * 1024
 
 def _row(e: treecache.Entry, now: float) -> str:
     used = treecache.human_age(now - e.last_used)
-    return f"{e.key[:12]}  {e.size / MIB:8.0f} MiB  used {used:>7} ago  {e.arch:6} {e.elements}"
+    after = f"after {e.after}"
+    return (
+        f"{e.key[:12]}  {after:20} {e.size / MIB:8.0f} MiB  used {used:>7} ago  "
+        f"{e.arch:6} {e.elements}"
+    )
 
 
 PROG = "dibpy cache"
@@ -29,7 +33,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = make_parser(
         prog,
         "The installed-tree cache in DIB_IMAGE_CACHE/dibpy-trees: list its "
-        "entries (most recently used first), show one, prune it to a size or age, or clear it.",
+        "entries, the trees kept after root.d, install.d, post-install.d and post-root.d "
+        "(most recently used first), show one, prune it to a size or age, or clear it.",
         examples(
             (f"{prog} list", "every entry, most recently used first"),
             (f"{prog} prune --max-size 20G --max-age 7d", "bound the cache"),
@@ -45,7 +50,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="the image cache (default: $DIB_IMAGE_CACHE, else ~/.cache/image-create)",
     )
     sub = p.add_subparsers(dest="action", required=True)
-    sub.add_parser("list", parents=[common], help="every entry: key, size, last use, elements")
+    sub.add_parser(
+        "list",
+        parents=[common],
+        help="every entry: key, checkpoint (after PHASE), size, last use, elements",
+    )
     show = sub.add_parser(
         "show", parents=[common], help="one entry's metadata (KEY or a unique prefix of it)"
     )

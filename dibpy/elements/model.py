@@ -14,22 +14,63 @@ import yaml
 from dibpy.elements import params as _params
 from dibpy.errors import ElementError
 
-#: Phase directories, in the order a disk-image build runs them.
-PHASES: tuple[str, ...] = (
-    "root.d",
-    "extra-data.d",
-    "pre-install.d",
-    "install.d",
-    "post-install.d",
-    "post-root.d",
-    "block-device.d",
-    "pre-finalise.d",
-    "finalise.d",
-    "cleanup.d",
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """One phase of a disk-image build, as :data:`PHASE_TABLE` lists them."""
+
+    name: str
+    #: run in a chroot of the image (the others run on the host)
+    in_chroot: bool
+    #: "tree" (builds the installed tree), "image" (before the block device is made) or
+    #: "finalise" (on the mounted image, or the tree of an image-less build)
+    stage: str = "tree"
+    #: the tree cache keeps the tree as it is after this phase (doc/building.md,
+    #: "Checkpoints"); the phases since the previous checkpoint are what it skips
+    checkpoint: bool = False
+
+
+#: Every phase, in the order a disk-image build runs them: the one table ``Build`` runs
+#: the tree phases from and the tree cache takes its checkpoints from.
+PHASE_TABLE: tuple[PhaseSpec, ...] = (
+    PhaseSpec("root.d", in_chroot=False, checkpoint=True),
+    PhaseSpec("extra-data.d", in_chroot=False),
+    PhaseSpec("pre-install.d", in_chroot=True),
+    PhaseSpec("install.d", in_chroot=True, checkpoint=True),
+    PhaseSpec("post-install.d", in_chroot=True, checkpoint=True),
+    PhaseSpec("post-root.d", in_chroot=False, checkpoint=True),
+    PhaseSpec("block-device.d", in_chroot=False, stage="image"),
+    PhaseSpec("pre-finalise.d", in_chroot=False, stage="finalise"),
+    PhaseSpec("finalise.d", in_chroot=True, stage="finalise"),
+    PhaseSpec("cleanup.d", in_chroot=False, stage="finalise"),
 )
 
+#: Phase directories, in the order a disk-image build runs them.
+PHASES: tuple[str, ...] = tuple(p.name for p in PHASE_TABLE)
+
 #: Phases run inside the chroot (all others run on the host).
-CHROOT_PHASES: frozenset[str] = frozenset({"pre-install.d", "install.d", "post-install.d", "finalise.d"})
+CHROOT_PHASES: frozenset[str] = frozenset(p.name for p in PHASE_TABLE if p.in_chroot)
+
+#: ``-p`` packages are installed just before this phase, in its chroot
+PACKAGES_PHASE = "post-install.d"
+
+#: The phases that build the installed tree (root.d to post-root.d).
+TREE_PHASES: tuple[PhaseSpec, ...] = tuple(p for p in PHASE_TABLE if p.stage == "tree")
+
+
+def tree_segments() -> tuple[tuple[PhaseSpec, ...], ...]:
+    """The tree phases cut at each checkpoint: ``((root.d), (extra-data.d, pre-install.d,
+    install.d), (post-install.d), (post-root.d))``; each segment ends with its checkpoint."""
+    out: list[tuple[PhaseSpec, ...]] = []
+    cur: list[PhaseSpec] = []
+    for p in TREE_PHASES:
+        cur.append(p)
+        if p.checkpoint:
+            out.append(tuple(cur))
+            cur = []
+    assert not cur, "the last tree phase must be a checkpoint"
+    return tuple(out)
+
 
 #: Ramdisk-only phase directories that diskimage-builder also recognises.
 RAMDISK_PHASES: tuple[str, ...] = ("binary-deps.d", "init.d", "ramdisk-install.d", "udev.d")

@@ -218,7 +218,7 @@ def test_unchanged_rebuild_reuses_the_tree(devuser_image: Built, tmp_path: Path)
         DIB_DEV_USER_PASSWORD=DEV_PASSWORD,
         DIB_DEV_USER_PWDLESS_SUDO="yes",
     )
-    assert "tree cache: reusing cached tree" in again.log, again.log[-3000:]
+    assert "tree cache: hit after post-root.d: reusing cached tree" in again.log, again.log[-3000:]
     record = json.loads((tmp_path / "warm.d" / "dibpy-build.json").read_text())
     assert record["tree_cache"]["reused"] is True
     subprocess.run(["qemu-img", "check", str(again.image)], check=True)

@@ -83,7 +83,7 @@ def test_a_variable_outside_dib_is_an_input(tmp_path: Path, elements: Path, no_l
     changed, tree, log = build(tmp_path, elements, "c", PROBE_REMOVE_FIRMWARE="false")
     assert changed["reused"] is False and "probe_var=false" in tree
     assert changed["miss"] == ["variable PROBE_REMOVE_FIRMWARE changed"]
-    assert "tree cache: miss: variable PROBE_REMOVE_FIRMWARE changed" in log
+    assert "tree cache: miss after root.d: variable PROBE_REMOVE_FIRMWARE changed" in log
     # the value is hashed, never stored in the cache's metadata
     metas = [p.read_text() for p in (tmp_path / "cache" / "dibpy-trees").glob("*.json")]
     assert metas and not any('"false"' in m or '"true"' in m for m in metas)
@@ -163,4 +163,4 @@ def test_a_new_commit_behind_a_moving_ref(tmp_path: Path, elements: Path, no_lea
     changed, tree, log = build(tmp_path, elements, "c", **env)
     assert changed["reused"] is False and "agent=2" in tree
     why = f"source repository agent changed ({old[:12]} -> {new[:12]})"
-    assert changed["miss"] == [why] and f"tree cache: miss: {why}" in log
+    assert changed["miss"] == [why] and f"tree cache: miss after root.d: {why}" in log

@@ -15,12 +15,17 @@ from dibpy.cli import cache as cli
 MIB = 1024 * 1024
 
 
-def _entry(cache: Path, key: str, mib: int, used_ago: float, elements: str = "a b") -> None:
+def _entry(
+    cache: Path, key: str, mib: int, used_ago: float, elements: str = "a b", after: str = ""
+) -> None:
     d = cache / "dibpy-trees"
     d.mkdir(parents=True, exist_ok=True)
     (d / f"{key}.tar.zst").write_bytes(b"\0" * (mib * MIB))
     meta = d / f"{key}.tar.json"
-    meta.write_text(json.dumps({"created": time.time() - used_ago, "elements": elements}))
+    data: dict[str, object] = {"created": time.time() - used_ago, "elements": elements}
+    if after:
+        data["after"] = after
+    meta.write_text(json.dumps(data))
     t = time.time() - used_ago
     os.utime(meta, (t, t))
 
@@ -30,12 +35,20 @@ def _keys(cache: Path) -> list[str]:
 
 
 def test_list_show_prune_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for key, mib, ago in (("aaa111", 3, 10), ("bbb222", 2, 3600), ("ccc333", 4, 7 * 86400)):
-        _entry(tmp_path, key, mib, ago)
+    for key, mib, ago, after in (
+        ("aaa111", 3, 10, "install.d"),
+        ("bbb222", 2, 3600, "post-root.d"),
+        ("ccc333", 4, 7 * 86400, ""),
+    ):
+        _entry(tmp_path, key, mib, ago, after=after)
     assert _keys(tmp_path) == ["aaa111", "bbb222", "ccc333"]  # most recently used first
     assert cli.main(["list", "--image-cache", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "3 entries, 9 MiB" in out and out.index("aaa111") < out.index("ccc333")
+    # each entry is a checkpoint: the phase the tree was kept after (an entry written
+    # before checkpoints existed is the whole tree, after post-root.d)
+    rows = {line.split()[0]: line for line in out.splitlines() if line[:3] in ("aaa", "ccc")}
+    assert "after install.d" in rows["aaa111"] and "after post-root.d" in rows["ccc333"]
     assert cli.main(["show", "bbb", "--image-cache", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out)["elements"] == "a b"
     # unused for more than 2 days

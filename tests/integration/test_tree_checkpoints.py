@@ -1,0 +1,168 @@
+"""The tree cache's checkpoints in real builds of the tiny test OS: an edited post-install.d
+hook re-runs the build from post-install.d on the tree restored as it was after install.d,
+and the tree holds the edit; an unchanged rebuild hits every checkpoint; two builds sharing
+one cache at once both succeed and leave whole entries."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, chroot_works, write
+
+FIXTURES = REPO / "tests" / "fixtures" / "pipeline-elements"
+DIC = [sys.executable, str(REPO / "bin" / "disk-image-create")]
+
+
+def _ran_hook(phase: str, tag: str) -> str:
+    # each hook appends to one log in the tree: what a restored tree holds ran before it
+    return f'#!/bin/bash\nset -eu\necho "{phase} {tag}" >> /var/log/ran\n'
+
+
+@pytest.fixture
+def elements(tmp_path: Path) -> Path:
+    if chroot_works():
+        pytest.skip(chroot_works() or "")
+    dest = tmp_path / "elements"
+    shutil.copytree(FIXTURES, dest, symlinks=True)
+    el = dest / "ckpt"
+    write(el / "README.rst", "ckpt\n====\nTest element.\n")
+    write(el / "install.d" / "50-ckpt-install", _ran_hook("install.d", "v1"), 0o755)
+    write(el / "post-install.d" / "50-ckpt-post", _ran_hook("post-install.d", "v1"), 0o755)
+    return dest
+
+
+def build(
+    tmp_path: Path, elements: Path, name: str, **env: str
+) -> tuple[dict[str, object], str, str]:
+    """Build a tar of the tree: (tree cache record, /var/log/ran, log)."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
+    e.update(
+        ELEMENTS_PATH=str(elements), TMP_DIR=str(tmp_path), DIB_IMAGE_CACHE=str(tmp_path / "cache")
+    )
+    e.update(env)
+    out = tmp_path / "out" / name
+    r = subprocess.run(
+        [*DIC, "-n", "-o", str(out), "-t", "tar", "tiny-os", "ckpt"],
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    record = json.loads((out.with_name(name + ".d") / "dibpy-build.json").read_text())
+    with tarfile.open(out.with_name(name + ".tar")) as tf:
+        f = tf.extractfile("./var/log/ran")
+        assert f is not None
+        ran = f.read().decode()
+    tc = record["tree_cache"]
+    assert isinstance(tc, dict)
+    return tc, ran, r.stderr
+
+
+def _hits(tc: dict[str, object]) -> dict[str, bool]:
+    points = tc["checkpoints"]
+    assert isinstance(points, list)
+    return {str(p["after"]): bool(p["hit"]) for p in points}
+
+
+def test_an_edited_post_install_hook_reruns_from_post_install(
+    tmp_path: Path, elements: Path, no_leaks: None
+) -> None:
+    cold, ran, log = build(tmp_path, elements, "a")
+    assert ran == "install.d v1\npost-install.d v1\n"
+    assert not any(_hits(cold).values()), _hits(cold)
+    assert "tree cache: miss after root.d: no earlier entry for these elements" in log
+
+    hook = elements / "ckpt" / "post-install.d" / "50-ckpt-post"
+    hook.write_text(_ran_hook("post-install.d", "v2"))
+    edited, ran, log = build(tmp_path, elements, "b")
+    # the tree as it was after install.d, then post-install.d again: the edit's effect,
+    # and neither install.d again nor the old hook's
+    assert ran == "install.d v1\npost-install.d v2\n", ran
+    assert "tree cache: hit after install.d: reusing cached tree" in log, log[-3000:]
+    assert (
+        "tree cache: miss after post-install.d: post-install.d hook 50-ckpt-post of element "
+        "ckpt changed" in log
+    ), log[-3000:]
+    assert "running install.d/50-ckpt-install" not in log
+    assert _hits(edited) == {
+        "root.d": True,
+        "install.d": True,
+        "post-install.d": False,
+        "post-root.d": False,
+    }
+    assert edited["restored_after"] == "install.d" and edited["reused"] is False
+    assert edited["miss"] == ["post-install.d hook 50-ckpt-post of element ckpt changed"]
+
+    again, ran, log = build(tmp_path, elements, "c")
+    assert ran == "install.d v1\npost-install.d v2\n"
+    assert all(_hits(again).values()) and again["reused"] is True
+    assert "tree cache: hit after post-root.d: reusing cached tree" in log
+
+    # break= is in the key (a shell can change the tree): its builds have entries of their
+    # own; and the restore stops before the break point, so that the point is reached
+    brk = {"break": "after-post-install"}
+    broken, _, log = build(tmp_path, elements, "c1", **brk)
+    assert broken["restored_after"] is None
+    assert "miss after root.d: variable break added" in log
+    broken, ran, log = build(tmp_path, elements, "c2", **brk)
+    assert broken["restored_after"] == "install.d" and ran == "install.d v1\npost-install.d v2\n"
+    assert "miss after post-install.d: break=after-post-install needs post-install.d to run" in log
+    assert "break=after-post-install: stdin is not a terminal" in log
+
+    # an install.d edit: the tree after root.d, then install.d and everything after it
+    inst = elements / "ckpt" / "install.d" / "50-ckpt-install"
+    inst.write_text(_ran_hook("install.d", "v2"))
+    fresh, ran, log = build(tmp_path, elements, "d")
+    assert ran == "install.d v2\npost-install.d v2\n"
+    assert fresh["restored_after"] == "root.d"
+    assert "tree cache: miss after post-install.d: the tree after install.d is rebuilt" in log
+
+    listed = subprocess.run(
+        [sys.executable, str(REPO / "bin" / "dibpy"), "cache", "list"]
+        + ["--image-cache", str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # no post-root.d hook: the tree after post-install.d is the tree after post-root.d,
+    # kept once
+    for phase in ("root.d", "install.d", "post-install.d"):
+        assert f"after {phase} " in listed, listed
+    assert "after post-root.d" not in listed
+
+
+def test_two_builds_sharing_one_cache_at_once(
+    tmp_path: Path, elements: Path, no_leaks: None
+) -> None:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
+    e.update(
+        ELEMENTS_PATH=str(elements), TMP_DIR=str(tmp_path), DIB_IMAGE_CACHE=str(tmp_path / "cache")
+    )
+    procs = [
+        subprocess.Popen(
+            [*DIC, "-n", "-o", str(tmp_path / "out" / n), "-t", "tar", "tiny-os", "ckpt"],
+            env=e,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in ("p", "q")
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+        assert "could not save" not in err
+    trees = tmp_path / "cache" / "dibpy-trees"
+    assert not list(trees.glob(".*partial*"))
+    # whole entries: the next build restores the last and holds the same tree
+    tc, ran, _ = build(tmp_path, elements, "r")
+    assert tc["reused"] is True and ran == "install.d v1\npost-install.d v1\n"
