@@ -462,8 +462,7 @@ class TreeCache:
         after = describe.get("after", "")
         with contextlib.suppress(OSError):
             st = os.statvfs(scratch)
-            used = (st.f_blocks - st.f_bfree) * st.f_frsize
-            if st.f_bavail * st.f_frsize < used + (1 << 30):
+            if st.f_bavail * st.f_frsize < _tree_bytes(tree) + (1 << 30):
                 # the copy would take the room the build's next phases need
                 LOG.info("tree cache: not keeping the tree after %s: too little room", after)
                 return
@@ -559,6 +558,18 @@ class TreeCache:
             with contextlib.suppress(FileNotFoundError):
                 m.with_suffix(".zst").unlink()
                 m.unlink()
+
+
+def _tree_bytes(tree: Path) -> int:
+    """The room an uncompressed copy of ``tree`` takes (its own filesystem only)."""
+    total = 0
+    dev = tree.lstat().st_dev
+    for top, dirs, files in os.walk(tree):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(top, name)).st_size
+        dirs[:] = [d for d in dirs if os.lstat(os.path.join(top, d)).st_dev == dev]
+    return total
 
 
 def human_age(seconds: float) -> str:

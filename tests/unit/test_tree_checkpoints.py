@@ -3,6 +3,7 @@ so a change re-runs the build from the phase it is in, and nothing earlier."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,41 @@ def test_a_snapshot_keeps_the_tree_as_it_was(tmp_path: Path) -> None:
         "install.d hook 50-x of element b": "1"
     }
     assert cache.newest_inputs("a b", "amd64", "post-root.d") is None
+
+
+def test_the_room_check_weighs_the_tree_not_the_whole_filesystem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A nearly full disk with room for this tree keeps the checkpoint; a disk
+    without room for the tree plus a margin for the build's next phases does not."""
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "big").write_bytes(b"x" * 4096)
+    scratch = tmp_path / "build"
+    scratch.mkdir()
+    real = os.statvfs
+    free_bytes = {"n": 2 << 30}
+
+    class Full:
+        f_frsize = 4096
+        f_blocks = 1 << 40  # a huge disk, nearly all of it used by others
+        f_bfree = free_bytes["n"] // 4096
+
+    def fake_statvfs(path: object) -> object:
+        if Path(str(path)) == scratch:
+            full = Full()
+            full.f_bfree = free_bytes["n"] // 4096
+            full.f_bavail = full.f_bfree  # type: ignore[attr-defined]
+            return full
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(treecache.os, "statvfs", fake_statvfs)
+    describe = {"elements": "a", "arch": "amd64", "after": "install.d", "parent": "p"}
+    cache = treecache.TreeCache(tmp_path / "cache")
+    cache.snapshot_in_background("a" * 64, tree, describe, scratch)
+    cache.wait()
+    assert cache.lookup("a" * 64) is not None, "2 GiB free is room for a 4 KiB tree"
+    free_bytes["n"] = 512 << 20
+    cache.snapshot_in_background("b" * 64, tree, describe, scratch)
+    cache.wait()
+    assert cache.lookup("b" * 64) is None, "less than the 1 GiB margin: not kept"
