@@ -10,8 +10,10 @@ for.  tests/e2e/test_ubuntu.py does the same against a real mirror when one answ
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -167,24 +169,103 @@ def test_ubuntu_minimal_defaults(tmp_path: Path, template: Path) -> None:
     assert "linux-image-amd64" not in install
 
 
-def test_ubuntu_release_and_mirror(tmp_path: Path, template: Path) -> None:
+def cloud_site(tmp_path: Path, template: Path, release: str = "noble") -> Path:
+    """A directory like the cloud images site's RELEASE/current/: the root squashfs
+    (the fake root plus a stub dkms and deb822 apt sources) and its SHA256SUMS."""
+    tree = tmp_path / "cloud-tree"
+    shutil.copytree(template, tree, symlinks=True)
+    write(tree / "usr/bin/dkms", '#!/bin/bash\necho "dkms $*" >> /var/lib/apt-calls\n', 0o755)
+    write(
+        tree / "etc/apt/sources.list.d/ubuntu.sources",
+        f"Types: deb\nURIs: http://archive.example.invalid/ubuntu\nSuites: {release}\n"
+        "Components: main universe restricted multiverse\n\n"
+        "Types: deb\nURIs: http://security.example.invalid/ubuntu\n"
+        f"Suites: {release}-security\nComponents: main universe\n",
+    )
+    write(tree / "etc/fstab", "LABEL=cloudimg-rootfs / ext4 defaults 0 1\n")
+    write(tree / "etc/cloud-image-marker", "from the squashfs\n")
+    site = tmp_path / "site"
+    site.mkdir()
+    name = f"{release}-server-cloudimg-amd64.squashfs"
+    subprocess.run(
+        ["mksquashfs", str(tree), str(site / name), "-quiet", "-no-progress", "-comp", "gzip"],
+        check=True,
+        capture_output=True,
+    )
+    digest = hashlib.sha256((site / name).read_bytes()).hexdigest()
+    (site / "SHA256SUMS").write_text(f"{'0' * 64} *other.img\n{digest} *{name}\n")
+    return site
+
+
+def test_ubuntu_from_the_cloud_image(tmp_path: Path, template: Path) -> None:
+    site = cloud_site(tmp_path, template)
     mirror = "http://ubuntu-mirror.example.invalid/ubuntu"
     r, snap = build(
         tmp_path,
         template,
         ["ubuntu"],
-        DIB_RELEASE="noble",
+        DIB_CLOUD_IMAGES=f"file://{site}",
         DIB_DISTRIBUTION_MIRROR=mirror,
-        DIB_UBUNTU_SECURITY_MIRROR="http://security.example.invalid/ubuntu",
+        DIB_DISTRIBUTION_MIRROR_UBUNTU_IGNORE="security",
     )
     assert r.returncode == 0, r.stderr[-4000:]
-    argv = shlex.split((tmp_path / "debootstrap.log").read_text())
-    assert argv[-3] == "noble" and argv[-1] == mirror
-    sources = (snap / "etc/apt/sources.list").read_text().splitlines()
-    assert f"deb {mirror} noble main universe" in sources
-    assert "deb http://security.example.invalid/ubuntu noble-security main universe" in sources
-    install = (snap / "var/lib/apt-calls").read_text()
-    assert "cloud-init" in install and "openssh-server" in install
+    # no debootstrap: the root is the cloud image's
+    assert not (tmp_path / "debootstrap.log").exists()
+    assert (snap / "etc/cloud-image-marker").read_text() == "from the squashfs\n"
+    assert "verified against" in r.stdout + r.stderr
+    assert "cloudimg-rootfs" not in (snap / "etc/fstab").read_text()
+    sources = (snap / "etc/apt/sources.list.d/ubuntu.sources").read_text()
+    assert f"URIs: {mirror}\nSuites: noble\n" in sources
+    assert "URIs: http://security.example.invalid/ubuntu" in sources  # ignored by the regexp
+    calls = (snap / "var/lib/apt-calls").read_text()
+    install = next(line for line in calls.splitlines() if " install " in line)
+    assert {"linux-image-generic", "dkms"} <= set(install.split())
+    assert "apt-get -y autoremove" in calls
+    sysctl = (snap / "etc/sysctl.d/99-cloudimg-ipv6.conf").read_text()
+    assert "net.ipv6.conf.all.use_tempaddr = 0" in sysctl
+    cfg = snap / "etc/cloud/cloud.cfg.d/91-dib-cloud-init-datasources.cfg"
+    assert cfg.read_text().strip() == "datasource_list: [ Ec2 ]"
+    env = env_of(snap)
+    assert (env["DISTRO_NAME"], env["DIB_RELEASE"], env["DIB_INIT_SYSTEM"]) == (
+        "ubuntu",
+        "noble",
+        "systemd",
+    )
+
+
+def test_ubuntu_cloud_image_with_a_wrong_checksum_fails(tmp_path: Path, template: Path) -> None:
+    site = cloud_site(tmp_path, template, "jammy")
+    (site / "SHA256SUMS").write_text("f" * 64 + " *jammy-server-cloudimg-amd64.squashfs\n")
+    r, snap = build(
+        tmp_path, template, ["ubuntu"], DIB_RELEASE="jammy", DIB_CLOUD_IMAGES=f"file://{site}"
+    )
+    assert r.returncode != 0
+    assert "checksum mismatch" in r.stderr
+    assert not snap.exists()
+    assert not list((tmp_path / "cache/cloud-images").glob("*.squashfs"))
+
+
+def test_ubuntu_needs_an_image_source(tmp_path: Path, template: Path) -> None:
+    r, snap = build(tmp_path, template, ["ubuntu"])
+    assert r.returncode != 0
+    assert "set DIB_CLOUD_IMAGES" in r.stderr
+    assert not snap.exists()
+
+
+def test_ubuntu_from_a_local_root_tarball(tmp_path: Path, template: Path) -> None:
+    cloud_site(tmp_path, template)
+    tarball = tmp_path / "root.tar.gz"
+    subprocess.run(
+        ["tar", "-C", str(tmp_path / "cloud-tree"), "-czf", str(tarball), "."], check=True
+    )
+    r, snap = build(tmp_path, template, ["ubuntu"], DIB_LOCAL_IMAGE=str(tarball))
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert (snap / "etc/cloud-image-marker").exists()
+    bogus = tmp_path / "bogus.img"
+    bogus.write_bytes(b"\0" * 4096)
+    r, _ = build(tmp_path / "again", template, ["ubuntu"], DIB_LOCAL_IMAGE=str(bogus))
+    assert r.returncode != 0
+    assert "neither a squashfs nor a tarball" in r.stderr
 
 
 def test_missing_keyring_stops_before_debootstrap(tmp_path: Path, template: Path) -> None:

@@ -41,14 +41,6 @@ KNOWN: dict[str, tuple[set[str], set[str]]] = {
     "runtime-ssh-host-keys debian-minimal": ({"openssh-server"}, {"install-static"}),
     "selinux-permissive debian-minimal": ({"rpm-distro", "selinux-fixfiles-restore"}, set()),
     "simple-init debian-minimal": (set(), {"install-static", "runtime-ssh-host-keys"}),
-    "ubuntu": (
-        {"debootstrap", "dib-init-system", "modprobe", "openssh-server", "ubuntu-minimal"},
-        {"dkms"},
-    ),  # fmt: skip
-    "ubuntu-signed": (
-        {"debootstrap", "dib-init-system", "modprobe", "openssh-server", "ubuntu-minimal"},
-        {"dkms"},
-    ),  # fmt: skip
 }
 
 #: whole builds' element lists, beyond one element each

@@ -40,22 +40,6 @@ DIFFERENT: dict[tuple[str, str], tuple[set[str], set[str], str]] = {
         set(),
         "it only means something on the Red Hat family, whose rpm-distro it needs",
     ),
-    ("ubuntu-common", "element-deps"): (
-        {"debootstrap"},
-        set(),
-        "it sets debootstrap's mirror and keyring, so it needs debootstrap",
-    ),
-    ("ubuntu", "element-deps"): (
-        {"ubuntu-minimal", "openssh-server"},
-        {"dkms"},
-        "dibpy's ubuntu is ubuntu-minimal plus sshd and cloud-init (like its debian); "
-        "dkms is left out: it would compile modules for every kernel of every cloud image",
-    ),
-    ("ubuntu", "element-provides"): (
-        set(),
-        {"operating-system"},
-        "provided by ubuntu-minimal, which dibpy's ubuntu depends on",
-    ),
     ("vm", "element-deps"): (
         set(),
         {"block-device"},
