@@ -195,8 +195,8 @@ def test_bad_pkg_map_is_named(tmp_path: Path) -> None:
     assert "unknown section(s) distros" in r.stderr and str(a / "pkg-map") in r.stderr
 
 
-def run_pkg_map(tree: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ["PATH"], "DIB_PKG_MAP_DIR": str(tree / "pkg-map")}
+def run_pkg_map(tree: Path, *args: str, **more: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ["PATH"], "DIB_PKG_MAP_DIR": str(tree / "pkg-map"), **more}
     return subprocess.run(
         ["bash", str(tree / "bin" / "pkg-map"), *args], env=env, capture_output=True, text=True
     )
@@ -215,7 +215,7 @@ def test_pkg_map_command_resolves_release_distro_family_default(tmp_path: Path) 
     r = run_pkg_map(tree, "--element", "el-a", "--missing-ok", "unknown")
     assert r.stdout.split() == ["unknown"]
     r = run_pkg_map(tree, "--element", "no-such", "x")
-    assert r.returncode == 1 and "has no pkg-map" in r.stderr
+    assert r.returncode == 2 and "has no pkg-map" in r.stderr
     # ubuntu is in the debian family: the family entry applies, not the debian distro one
     tree2 = hook_tree(tmp_path / "u")
     assert run_extra_data(tree2, {"el-a": a}, DISTRO_NAME="ubuntu").returncode == 0
@@ -270,3 +270,38 @@ def test_every_shipped_package_installs_file_passes_the_plan_time_check() -> Non
     shipped = [Element(d.name, d) for d in sorted(root.iterdir()) if d.is_dir()]
     assert sum(e.package_installs_file is not None for e in shipped) > 5
     assert package_installs.problems(shipped) == []
+
+
+def test_pkg_map_for_another_distro_release_or_file(tmp_path: Path) -> None:
+    """--distro/--release resolve the element's map for another distribution, --pkg-map
+    reads a given file; the maps are also copied into the image's /usr/share/pkg-map."""
+    a = make_element(tmp_path / "els", "el-a", {"pkg-map": PKGMAP_A})
+    tree = hook_tree(tmp_path)
+    image = tmp_path / "image"
+    image.mkdir()
+    assert run_extra_data(tree, {"el-a": a}, TARGET_ROOT=str(image)).returncode == 0
+    assert json.loads((image / "usr/share/pkg-map/el-a").read_text()) == json.loads(PKGMAP_A)
+    assert not list((image / "usr/share/pkg-map").glob("*.resolved"))
+
+    def pm(*args: str) -> subprocess.CompletedProcess[str]:
+        # as in the chroot: the build's distro and release in the environment
+        return run_pkg_map(tree, *args, DISTRO_NAME="debian", DIB_RELEASE="bookworm")
+
+    # the build's own distro (debian/bookworm) from the flat map, no python needed
+    r = pm("--element", "el-a", "generic-name")
+    assert r.stdout.split() == ["bookworm-name"], r.stderr
+    # another release of the same distro: the debian distro entry, not the bookworm one
+    r = pm("--element", "el-a", "--release", "trixie", "generic-name")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["debian-name"]
+    # another distro in the debian family
+    r = pm("--element=el-a", "--distro=ubuntu", "--prefix", "P:", "generic-name")
+    assert r.stdout.split() == ["P:default-name"]
+    r = pm("--pkg-map", str(a / "pkg-map"), "--distro", "ubuntu", "dropped")
+    assert r.returncode == 0 and r.stdout == ""
+    r = pm("--element", "el-a", "--distro", "fedora", "nope")
+    assert r.returncode == 1 and "'nope' is not in the pkg-map" in r.stderr
+    r = pm("--element", "no-such", "--distro", "fedora", "x")
+    assert r.returncode == 2 and "no pkg-map for element no-such" in r.stderr
+    r = pm("--element", "el-a", "--pkg-map", str(a / "pkg-map"), "x")
+    assert r.returncode == 1 and "not both" in r.stderr

@@ -10,12 +10,16 @@ A pkg-map file is JSON::
 A name resolves to the first of release > distro > family > default that has it.  The
 mapped value may hold several space-separated packages, or be empty (install nothing).
 
-Command line (used by the pkg-map element's extra-data.d hook)::
+Command line::
 
     pkgmap.py resolve-all OUTDIR   # for every element in IMAGE_ELEMENT_YAML with a pkg-map
+    pkgmap.py map FILE DISTRO RELEASE MISSING_OK PREFIX NAME...
 
-writes OUTDIR/<element> (a copy of the JSON) and OUTDIR/<element>.resolved ("name mapped..."
-lines, the map for DISTRO_NAME/DIB_RELEASE) so the chroot needs no JSON parser.
+``resolve-all`` (the pkg-map element's extra-data.d hook) writes OUTDIR/<element> (a copy
+of the JSON) and OUTDIR/<element>.resolved ("name mapped..." lines, the map for
+DISTRO_NAME/DIB_RELEASE) so the chroot needs no JSON parser for the build's own distro.
+``map`` resolves NAMEs from one pkg-map file for any distro and release (the ``pkg-map``
+command's ``--distro``/``--release``/``--pkg-map``); MISSING_OK is 0 or 1.
 """
 
 from __future__ import annotations
@@ -126,15 +130,24 @@ def resolve_all(outdir: Path, env: Mapping[str, str]) -> dict[str, dict[str, str
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] != "resolve-all":
-        print("usage: pkgmap.py resolve-all OUTDIR", file=sys.stderr)
-        return 2
     try:
-        resolve_all(Path(argv[1]), os.environ)
+        if len(argv) == 2 and argv[0] == "resolve-all":
+            resolve_all(Path(argv[1]), os.environ)
+            return 0
+        if len(argv) >= 6 and argv[0] == "map":
+            path, distro, release, missing_ok, prefix, *names = argv[1:]
+            flat = flatten(load(Path(path)), distro, release)
+            for pkg in map_names(names, flat, missing_ok == "1"):
+                print(prefix + pkg)
+            return 0
     except PkgMapError as e:
         print(f"pkg-map: {e}", file=sys.stderr)
         return 1
-    return 0
+    print(
+        "usage: pkgmap.py resolve-all OUTDIR | map FILE DISTRO RELEASE MISSING_OK PREFIX NAME...",
+        file=sys.stderr,
+    )
+    return 2
 
 
 if __name__ == "__main__":
