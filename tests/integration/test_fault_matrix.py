@@ -5,14 +5,20 @@ one hook that fails, is killed by SIGKILL, or sends the build itself SIGTERM, SI
 SIGHUP (from inside the hook, so the signal lands while that phase runs: no timing).
 After each: a non-zero exit, exactly one error line naming the cause (the hook and its
 element, or the signal), no traceback, and no loop device, mount, process, build
-directory or output (partial or not) left.
+directory or output (partial or not) left.  Beyond the matrix: disk full, leftover
+mounts and processes, a failing qemu-img, two builds at once, and a package archive on
+127.0.0.1 that stops answering mid-install (refusing connections, or stalling mid-answer),
+both from the chroot and from a host-side hook.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -222,3 +228,99 @@ def test_two_builds_at_once_do_not_meet(tmp_path: Path, no_leaks: None) -> None:
         assert (tmp_path / "out" / f"{name}.raw").is_file()
         assert (tmp_path / "out" / f"{name}.qcow2").is_file()
     _nothing_left(tmp_path, outputs=True)
+
+
+class _Archive:
+    """A package archive on 127.0.0.1 that answers the first request, then fails as a
+    network does: ``refuse`` closes its socket (connection refused), ``stall`` sends the
+    headers and part of the body of the second answer and then stops answering."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.served = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        held: list[socket.socket] = []
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.recv(4096)
+            self.served += 1
+            body = b"Package: hello\nVersion: 1.0\n" * 64
+            if self.served == 1:
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                conn.close()
+                if self.mode == "refuse":
+                    self.sock.close()
+                    return
+            else:
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 10485760\r\n\r\n" + body)
+                held.append(conn)  # never another byte, never closed until the test ends
+        for c in held:
+            c.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.thread.join(timeout=10)
+
+
+# phase -> a hook that fetches two files from the archive, as an install would
+FETCH = {
+    # in the chroot (the fixture OS has bash but no curl): bash's /dev/tcp
+    "install.d": (
+        "set -eu\nfor f in Packages hello.deb; do\n"
+        "  exec 3<>/dev/tcp/127.0.0.1/{port}\n"
+        '  printf "GET /$f HTTP/1.0\\r\\n\\r\\n" >&3\n'
+        "  rc=0\n"
+        "  while IFS= read -r -t 5 line <&3 || { rc=$?; false; }; do\n"
+        '    printf "%s\\n" "$line"\n'
+        '  done > "/tmp/$f"\n'
+        '  [ "$rc" -le 1 ] || { echo "fetching $f: no answer for 5 s" >&2; exit 4; }\n'
+        "  exec 3>&-\n  echo fetched $f\ndone\n"
+    ),
+    # on the host, with curl
+    "extra-data.d": (
+        "set -eu\nfor f in Packages hello.deb; do\n"
+        '  curl -fsS --max-time 5 -o "$TMP_HOOKS_PATH/$f" http://127.0.0.1:{port}/$f\n'
+        "  echo fetched $f\ndone\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("phase", sorted(FETCH))
+@pytest.mark.parametrize("mode", ["refuse", "stall"])
+def test_the_network_failing_mid_install_is_named_and_leaves_nothing(
+    phase: str, mode: str, tmp_path: Path, no_leaks: None
+) -> None:
+    archive = _Archive(mode)
+    try:
+        env = _setup(
+            tmp_path, {f"{phase}/50-fetch": FETCH[phase].replace("{port}", str(archive.port))}
+        )
+        proc = _build(tmp_path, env, "tiny-os", "faulty")
+        text, _ = proc.communicate(timeout=300)
+    finally:
+        archive.close()
+    assert proc.returncode != 0, text
+    assert archive.served >= 1 and "fetched Packages" in text, text
+    assert "fetched hello.deb" not in text, text
+    _one_error(text, f"hook {phase}/50-fetch of element faulty failed with exit status")
+    # the hook's own words about the network reach the user with the error
+    said = {
+        "install.d": ("connection refused", "no answer"),
+        "extra-data.d": ("couldn't connect", "timed out"),
+    }
+    assert any(w in text.lower() for w in said[phase]), text
+    _nothing_left(tmp_path)
