@@ -298,3 +298,43 @@ def test_bootstrap_cache_is_reused(tmp_path: Path, template: Path) -> None:
     r = again("same", DIB_UBUNTU_KEYRING=keyring)
     assert not (tmp_path / "same/debootstrap.log").exists()
     assert "reusing cached bootstrap" in r.stdout + r.stderr
+
+
+def test_bootstrap_cache_follows_the_archive(tmp_path: Path, template: Path) -> None:
+    """A new InRelease of the suite (a package published since) makes a new bootstrap;
+    the same one reuses it; offline, the digest seen last is used and the log says so."""
+    archive = tmp_path / "archive"
+    release_file = archive / "dists/jammy/InRelease"
+    write(release_file, "Origin: Ubuntu\nDate: Mon, 01 Dec 2026 00:00:00 UTC\n")
+    cache = str(tmp_path / "cache")
+    keyring = str(tmp_path / "shared-keyring.gpg")
+    Path(keyring).write_bytes(b"not really a keyring, debootstrap is fake")
+
+    def again(name: str, **env: str) -> str:
+        # a DIB_ variable of its own per build: the tree cache never hits, root.d runs
+        env = {
+            "DIB_IMAGE_CACHE": cache,
+            "DIB_TEST_BUILD": name,
+            "DIB_UBUNTU_KEYRING": keyring,
+            "DIB_DISTRIBUTION_MIRROR": f"file://{archive}",
+            **env,
+        }
+        r, _ = build(tmp_path / name, template, ["ubuntu-minimal"], no_cache=False, **env)
+        assert r.returncode == 0, r.stderr[-4000:]
+        return r.stdout + r.stderr
+
+    def bootstrapped(name: str) -> bool:
+        return (tmp_path / name / "debootstrap.log").exists()
+
+    again("first")
+    assert bootstrapped("first")
+    text = again("same")
+    assert not bootstrapped("same") and "reusing cached bootstrap" in text
+    write(release_file, "Origin: Ubuntu\nDate: Tue, 02 Dec 2026 00:00:00 UTC\n")
+    again("published")
+    assert bootstrapped("published"), "a new InRelease must not reuse the old bootstrap"
+    # offline, with the archive gone: the digest seen last, so the newest bootstrap
+    shutil.rmtree(archive)
+    text = again("offline", DIB_OFFLINE="1")
+    assert not bootstrapped("offline")
+    assert "offline: using the jammy Release digest seen last" in text
