@@ -190,7 +190,7 @@ def tree_inputs(
         if digest is not None:
             out[f"file {k}"] = digest
     for el in elements:
-        out.update(declared_inputs(el, offline=offline))
+        out.update(declared_inputs(el, offline=offline, environ=environ))
     out.update(sourcerepos.repo_inputs(elements, environ, cache_dir, offline=offline))
     if cache_dir is not None:
         out.update(archivestate.archive_inputs(elements, environ, cache_dir, offline=offline))
@@ -265,11 +265,33 @@ def checkpoints(
     return out
 
 
-def declared_inputs(el: Element, *, offline: bool = False) -> dict[str, str]:
+_VAR = re.compile(r"\$\{(\w+)(?::-([^}$]*))?\}|\$(\w+)")
+
+
+def _expand(text: str, environ: Mapping[str, str]) -> str | None:
+    """``$VAR``, ``${VAR}`` and ``${VAR:-default}`` from ``environ``; None when one is
+    empty with no default (the input does not apply to this build)."""
+    empty = False
+
+    def sub(m: re.Match[str]) -> str:
+        nonlocal empty
+        value = environ.get(m.group(1) or m.group(3), "") or (m.group(2) or "")
+        empty = empty or not value
+        return value
+
+    out = _VAR.sub(sub, text)
+    return None if empty else out
+
+
+def declared_inputs(
+    el: Element, *, offline: bool = False, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """What an element's ``tree-cache-inputs`` file declares its hooks fetch by themselves.
 
     One input a line: ``url URL`` (the server's validator: ETag, Last-Modified, size) or
-    ``file PATH`` / ``dir PATH`` (a content hash); ``#`` starts a comment.
+    ``file PATH`` / ``dir PATH`` (a content hash); ``#`` starts a comment.  ``$VAR``,
+    ``${VAR}`` and ``${VAR:-default}`` take the build's environment; a line naming an
+    empty variable without a default does not apply to this build.
     """
     f = el.path / "tree-cache-inputs"
     if not f.is_file():
@@ -285,6 +307,10 @@ def declared_inputs(el: Element, *, offline: bool = False) -> dict[str, str]:
                 f"{f}:{n}: {line.strip()!r} is not an input",
                 hint="one a line: url URL, file PATH or dir PATH",
             )
+        expanded = _expand(what, environ or {})
+        if expanded is None:
+            continue
+        what = expanded
         value = sourcerepos.url_validator(what, offline) if kind == "url" else None
         if kind != "url" and os.path.exists(what):
             value = sourcerepos.path_hash(Path(what))

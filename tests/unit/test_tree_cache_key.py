@@ -14,6 +14,7 @@ import pytest
 
 from dibpy import treecache
 from dibpy.elements.model import Element
+from tests.conftest import REPO
 
 
 @pytest.fixture
@@ -157,3 +158,23 @@ def test_a_password_is_not_stored_as_a_fast_hash(tmp_path: Path) -> None:
     assert "hunter2" not in fp and fp not in hashlib.sha256(b"hunter2").hexdigest()
     other = treecache.tree_inputs([], {}, {"DIB_DEV_USER_PASSWORD": "hunter3"}, tmp_path)
     assert other["variable DIB_DEV_USER_PASSWORD"] != fp
+
+
+def test_a_declared_input_takes_the_builds_variables(tmp_path: Path) -> None:
+    """``${VAR}`` in tree-cache-inputs: the published checksum list of the cloud images
+    directory the build uses; a new list is a miss; unset, the line does not apply."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "SHA256SUMS").write_text("a" * 64 + " *noble.squashfs\n")
+    ubuntu = Element("ubuntu", REPO / "elements" / "ubuntu")
+    env = {"DIB_CLOUD_IMAGES": f"file://{site}"}
+    first = treecache.tree_inputs([ubuntu], {}, env, tmp_path / "no-lib")
+    (site / "SHA256SUMS").write_text("b" * 64 + " *noble.squashfs\n")
+    second = treecache.tree_inputs([ubuntu], {}, env, tmp_path / "no-lib")
+    changes = [c for c in treecache.describe_changes(first, second) if "declared" in c]
+    assert len(changes) == 1, changes
+    assert changes[0].startswith(f"declared input ubuntu: url file://{site}/SHA256SUMS changed")
+    unset = treecache.tree_inputs([ubuntu], {}, {}, tmp_path / "no-lib")
+    assert not [k for k in unset if k.startswith("declared input")]
+    assert treecache._expand("${A:-x}/$B/${C}", {"B": "b", "C": "c"}) == "x/b/c"
+    assert treecache._expand("${A}/f", {}) is None
