@@ -103,7 +103,12 @@ COMMAND_LINES = all_commands()
 
 
 def known_elements() -> set[str]:
-    roots = [REPO / "elements", REPO / "tests" / "fixtures"]
+    roots = [
+        REPO / "elements",
+        REPO / "dibpy" / "library",
+        REPO / "tests" / "fixtures",
+        REPO / "doc" / "examples" / "elements",
+    ]
     names = set()
     for root in roots:
         for readme in root.rglob("README*"):
