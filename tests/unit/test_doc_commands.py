@@ -1,10 +1,11 @@
 """Every command line the docs show parses with dibpy's own parsers.
 
-The fenced code blocks of doc/**/*.md and README.md are scanned for lines running
-disk-image-create, ramdisk-image-create, element-info or dibpy (after an optional ``$``
-prompt and ``VAR=value`` assignments; ``\\`` continuations joined).  Each one must parse
-(no unknown option, no missing argument), its -t types must be known output types and its
-elements must exist in elements/ or a test fixture library, or be a placeholder.
+The code blocks (fenced, or indented by four spaces) of doc/**/*.md and README.md are
+scanned for lines running disk-image-create, ramdisk-image-create, element-info or dibpy
+(after an optional ``$`` prompt and ``VAR=value`` assignments; ``\\`` continuations
+joined).  Each one must parse (no unknown option, no missing argument), its -t types must
+be known output types and its elements must exist (elements/, dibpy/library/, the test
+fixtures, doc/examples/elements/), or be a placeholder such as ELEMENT.
 """
 
 from __future__ import annotations
@@ -49,7 +50,13 @@ def command_lines(path: Path) -> Iterator[tuple[int, str]]:
                     block.append(later.strip())
                 prompts = any(b.startswith("$ ") for b in block)
             continue
-        if not inside:
+        indented = (
+            not inside
+            and raw.startswith("    ")
+            and (n == 1 or not lines[n - 2].strip() or lines[n - 2].startswith("    "))
+        )
+        if not inside and not indented:
+            pending = ""
             continue
         line = raw.strip()
         if prompts and not pending and not line.startswith("$ "):
