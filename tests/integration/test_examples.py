@@ -188,10 +188,8 @@ def test_vhd_vmdk_and_vmware(tmp_path: Path, no_leaks: None) -> None:
 # -- d. centos7 baremetal dhcp-all-interfaces grub2 ---------------------------------------
 
 REQUEST = ["baremetal", "dhcp-all-interfaces", "grub2"]
-#: dibpy's grub2 depends on bootloader (diskimage-builder's grub2 is bootloader's alias);
-#: dibpy's centos7 has no source-repositories (nor so manifests), unlike centos
+#: dibpy's grub2 depends on bootloader (diskimage-builder's grub2 is bootloader's alias)
 ONLY_DIBPY = {"bootloader"}
-CENTOS7_LACKS = {"source-repositories", "manifests"}
 
 
 def test_centos7_baremetal_resolves_like_diskimage_builder(tmp_path: Path) -> None:
@@ -210,7 +208,8 @@ def test_centos7_baremetal_resolves_like_diskimage_builder(tmp_path: Path) -> No
     centos = theirs[" ".join(["centos", *REQUEST])]
     assert isinstance(centos, list), centos
     assert ours - set(centos) == ONLY_DIBPY and set(centos) <= ours
-    expected7 = (set(centos) - {"centos"} - CENTOS7_LACKS) | {"centos7"} | ONLY_DIBPY
+    # centos7 is centos of release 7: the same elements as diskimage-builder's centos
+    expected7 = (set(centos) - {"centos"}) | {"centos7"} | ONLY_DIBPY
     assert ours7 == expected7, (sorted(ours7 - expected7), sorted(expected7 - ours7))
 
 
