@@ -130,9 +130,28 @@ def archive_inputs(
     offline: bool = False,
 ) -> dict[str, str]:
     """``{"package archive <suite>": digest}`` for an apt-based build, else empty."""
+    return {
+        f"package archive {suite}": digest
+        for _, suite, digest in archive_state(elements, environ, cache_dir, offline=offline)
+    }
+
+
+def archive_state(
+    elements: Iterable[Element],
+    environ: Mapping[str, str],
+    cache_dir: Path,
+    *,
+    offline: bool = False,
+) -> list[tuple[str, str, str]]:
+    """``(mirror, suite, digest)`` of each suite an apt-based build reads, else empty.
+
+    The mirror has no trailing slash.  The tree cache keys on the digests; the hook
+    environment passes all three to the debootstrap element (``DIB_ARCHIVE_STATE``,
+    :func:`dibpy.hookenv.archive_state_var`) so its bootstrap cache keys on the same state.
+    """
     elements = list(elements)
     if not any(e.name == "debootstrap" for e in elements):
-        return {}
+        return []
     release = _release(elements, environ)
     mirror = environ.get("DIB_DISTRIBUTION_MIRROR", "")
     security = environ.get("DIB_DEBIAN_SECURITY_MIRROR", "")
@@ -149,15 +168,17 @@ def archive_inputs(
             "tree cache: %s unknown at plan time; the package archive's state is not in the key",
             "the release" if not release else "the mirror",
         )
-        return {}
+        return []
     suites = [(mirror, release), (mirror, f"{release}-updates")]
     if security:
         old = release in ("stretch", "buster")
         suites.append((security, f"{release}/updates" if old else f"{release}-security"))
     unreachable: set[str] = set()
-    return {
-        f"package archive {suite}": suite_digest(
-            m, suite, cache_dir, offline=offline, unreachable=unreachable
+    return [
+        (
+            m.rstrip("/"),
+            suite,
+            suite_digest(m, suite, cache_dir, offline=offline, unreachable=unreachable),
         )
         for m, suite in suites
-    }
+    ]

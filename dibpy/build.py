@@ -33,6 +33,7 @@ import yaml
 
 from dibpy import (
     __version__,
+    archivestate,
     chroot,
     envcheck,
     events,
@@ -462,6 +463,8 @@ class Build:
         #: set when the tree is built (not reused) and should be saved
         self.tree_cache: treecache.TreeCache | None = None
         self.tree_key = ""
+        #: the package archive's state read at plan time (DIB_ARCHIVE_STATE for hooks)
+        self.archive_state: list[tuple[str, str, str]] = []
         #: the tree cache's checkpoints of this build (empty when the cache is off)
         self.checkpoints: list[treecache.Checkpoint] = []
         #: checkpoints from this index on are not restored (a break= point is in them)
@@ -490,6 +493,7 @@ class Build:
             in_chroot=in_chroot,
             lockfiles=self.lockfiles,
             extra=extra,
+            archive_state=self.archive_state,
         )
 
     # -- phases --------------------------------------------------------------------
@@ -648,6 +652,10 @@ class Build:
             cache = treecache.TreeCache(
                 cfg.image_cache, cfg.tree_cache_max_age, max_size=cache_max_size(cfg)
             )
+            # read once: the tree cache and the bootstrap cache key on the same state
+            self.archive_state = archivestate.archive_state(
+                self.plan.resolution.elements, cfg.environ, cfg.image_cache, offline=cfg.offline
+            )
             inputs = treecache.tree_inputs(
                 self.plan.resolution.elements,
                 settings,
@@ -656,6 +664,7 @@ class Build:
                 clear_env=cfg.clear_env,
                 cache_dir=cfg.image_cache,
                 offline=cfg.offline,
+                archive=self.archive_state,
             )
             chain = treecache.checkpoints(
                 inputs, self.plan.resolution.elements, " ".join(cfg.packages)

@@ -221,6 +221,19 @@ def block_device_env(
     }
 
 
+def archive_state_var(state: Sequence[tuple[str, str, str]]) -> dict[str, str]:
+    """``DIB_ARCHIVE_STATE``: the package archive's state read at plan time
+    (:func:`dibpy.archivestate.archive_state`), one ``MIRROR SUITE SHA256`` line per suite.
+
+    The debootstrap element keys its bootstrap cache on it; a hook run without it
+    (diskimage-builder) fetches the Release files itself.  Absent when nothing was read
+    (not an apt-based build, or the tree cache is off).
+    """
+    if not state:
+        return {}
+    return {"DIB_ARCHIVE_STATE": "".join(f"{m} {s} {d}\n" for m, s, d in state)}
+
+
 def hook_env(
     cfg: BuildConfig,
     elements: Sequence[Element],
@@ -232,6 +245,7 @@ def hook_env(
     lockfiles: Path | None = None,
     extra: Mapping[str, str] = {},
     host: HostFacts | None = None,
+    archive_state: Sequence[tuple[str, str, str]] = (),
 ) -> dict[str, str]:
     """The whole environment of one hook run on ``target``, in its chroot or on the host.
 
@@ -252,6 +266,7 @@ def hook_env(
             lockfiles=lockfiles if lockfiles is not None else lockfiles_dir(cfg.environ),
             python_exec=host.python_exec,
         ),
+        **archive_state_var(archive_state),
         **extra,
     }
     if in_chroot:

@@ -42,7 +42,7 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,8 +165,12 @@ def tree_inputs(
     clear_env: bool = False,
     cache_dir: Path | None = None,
     offline: bool = False,
+    archive: Sequence[tuple[str, str, str]] | None = None,
 ) -> dict[str, str]:
     """Every input that shapes the tree, by name, with a fingerprint of its value.
+
+    ``archive``: the package archive's state already read
+    (:func:`dibpy.archivestate.archive_state`), so it is not fetched twice.
 
     The names are what a miss reports (``variable FOO``, ``element probe``, ``source
     repository agent``); variable values are hashed, never stored.
@@ -192,7 +196,9 @@ def tree_inputs(
     for el in elements:
         out.update(declared_inputs(el, offline=offline, environ=environ))
     out.update(sourcerepos.repo_inputs(elements, environ, cache_dir, offline=offline))
-    if cache_dir is not None:
+    if archive is not None:
+        out.update({f"package archive {suite}": d for _, suite, d in archive})
+    elif cache_dir is not None:
         out.update(archivestate.archive_inputs(elements, environ, cache_dir, offline=offline))
     return out
 

@@ -337,4 +337,6 @@ def test_bootstrap_cache_follows_the_archive(tmp_path: Path, template: Path) -> 
     shutil.rmtree(archive)
     text = again("offline", DIB_OFFLINE="1")
     assert not bootstrapped("offline")
-    assert "offline: using the jammy Release digest seen last" in text
+    # read at plan time (DIB_ARCHIVE_STATE): dibpy says so, the hook uses that digest
+    assert f"offline: using the file://{archive} jammy Release digest seen last" in text
+    assert "debootstrap: offline" not in text, "the hook must take dibpy's digest"

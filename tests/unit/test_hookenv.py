@@ -212,3 +212,19 @@ def test_block_device_variables_override_the_builds() -> None:
     assert env["TMP_IMAGE_PATH"] == "/b/image.raw"
     for name in ("IMAGE_BLOCK_DEVICES", "DIB_BOOT_LABEL"):
         assert name in env
+
+
+def test_the_archive_state_read_at_plan_time_reaches_every_hook() -> None:
+    state = [
+        ("http://127.0.0.1:1/debian", "trixie", "ab" * 32),
+        ("http://s", "trixie-security", "unknown"),
+    ]
+    for in_chroot in (False, True):
+        env = env_of(in_chroot=in_chroot, archive_state=state)
+        lines = env["DIB_ARCHIVE_STATE"].splitlines()
+        assert lines == [
+            f"http://127.0.0.1:1/debian trixie {'ab' * 32}",
+            "http://s trixie-security unknown",
+        ]
+    # nothing read (not apt-based, tree cache off): absent, so the element fetches itself
+    assert "DIB_ARCHIVE_STATE" not in env_of()
