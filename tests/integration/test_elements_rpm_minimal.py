@@ -103,8 +103,8 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f = top / f"{name}.spec"
         f.write_text(spec.replace("BUSYBOX", busybox))
         r = subprocess.run(
-            ["rpmbuild", "-bb", "--define", f"_topdir {top}", "--define", "__os_install_post %{nil}",
-             "--define", "debug_package %{nil}", str(f)],
+            ["rpmbuild", "-bb", "--define", f"_topdir {top}",
+             "--define", "__os_install_post %{nil}", "--define", "debug_package %{nil}", str(f)],
             capture_output=True, text=True,
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
@@ -168,7 +168,9 @@ def run_hooks(
 
 def installed(root: Path) -> set[str]:
     r = subprocess.run(
-        ["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm", "-qa", "--qf", "%{NAME}\\n"], capture_output=True, text=True
+        ["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm", "-qa", "--qf", "%{NAME}\\n"],
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0, r.stderr
     return set(r.stdout.split())
@@ -262,9 +264,7 @@ def test_bad_input_is_one_line(
     assert "ERROR" in lines[0]
 
 
-def test_a_mirror_without_the_packages_fails_naming_the_mirror(
-    mirror: str, tmp_path: Path
-) -> None:
+def test_a_mirror_without_the_packages_fails_naming_the_mirror(mirror: str, tmp_path: Path) -> None:
     r = run_hooks(tmp_path, ["centos-minimal"], [YUM], DIB_DISTRIBUTION_MIRROR=mirror,
                   DIB_YUM_MINIMAL_BOOTSTRAP_PACKAGES="no-such-package")  # fmt: skip
     assert r.returncode == 1
