@@ -27,19 +27,11 @@ DOC = REPO / "doc" / "element-status.md"
 OURS = REPO / "elements"
 
 _CONTAINER = "container-image distribution (podman or docker and a registry); not written yet"
-_RPM = "rpm bootstrap with dnf on the host; not written yet"
 _OTHER_OS = "distribution whose mirrors this project's hosts cannot reach; not written yet"
 
 #: why a missing element is missing (the default: not written yet)
 MISSING_NOTES: dict[str, str] = {
-    "centos-minimal": _RPM,
-    "yum-minimal": _RPM,
     "gentoo": _OTHER_OS,
-    "opensuse": _OTHER_OS,
-    "opensuse-minimal": _OTHER_OS,
-    "zypper": _OTHER_OS,
-    "zypper-minimal": _OTHER_OS,
-    "openeuler-minimal": _OTHER_OS,
     "oat-client": "OpenAttestation's client (unmaintained, packaged only in a personal "
     "Fedora repository); not written yet",
 }

@@ -30,6 +30,9 @@ KNOWN: dict[str, tuple[set[str], set[str]]] = {
     "ilo debian-minimal": ({"dib-init-system", "install-static"}, set()),
     "iso debian-minimal": (set(), {"grub2"}),
     "ramdisk debian-minimal": (set(), {"deploy-tgtadm"}),
+    # openssh-server's own difference (dibpy's does not pull in runtime-ssh-host-keys)
+    "openeuler-minimal": (set(), {"runtime-ssh-host-keys"}),
+    "opensuse": ({"redhat-common"}, set()),
     "replace-partition": (
         {"install-bin", "package-installs", "pkg-map", "redhat-common", "sysprep"},
         set(),

@@ -94,6 +94,11 @@ DIFFERENT: dict[tuple[str, str], tuple[set[str], set[str], str]] = {
         set(),
         "its root.d uses redhat-common's extract-image (no device-mapper, no guestfish)",
     ),
+    ("opensuse", "element-deps"): (
+        {"redhat-common"},
+        set(),
+        "its root.d uses redhat-common's cloud-image-root and extract-image, as centos does",
+    ),
 }
 
 
