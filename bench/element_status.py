@@ -40,8 +40,6 @@ MISSING_NOTES: dict[str, str] = {
     "zypper": _OTHER_OS,
     "zypper-minimal": _OTHER_OS,
     "openeuler-minimal": _OTHER_OS,
-    "oat-client": "OpenAttestation's client (unmaintained, packaged only in a personal "
-    "Fedora repository); not written yet",
 }
 
 HEADER = """\
