@@ -397,3 +397,62 @@ def test_gentoo_real_mirror(tmp_path: Path) -> None:
     r = gentoo_root_d(tmp_path, root, DIB_DISTRIBUTION_MIRROR=mirror)
     assert r.returncode == 0, r.stderr
     assert "ID=gentoo" in (root / "etc/os-release").read_text()
+
+
+# ---------------------------------------------------------------- dracut-ramdisk
+
+DRR = ELEMENTS / "dracut-ramdisk"
+
+
+def test_dracut_ramdisk_lists_every_elements_drivers_and_programs(tmp_path: Path) -> None:
+    other = tmp_path / "my-element"
+    write(other / "dracut-drivers.d/mine", "e1000 nvme\nvirtio\n")
+    write(other / "binary-deps.d/mine", "lsblk\n")
+    hooks = tmp_path / "hooks"
+    r = subprocess.run(
+        ["bash", str(DRR / "extra-data.d/50-dracut-ramdisk-lists")],
+        env={"PATH": os.environ["PATH"], "TMP_HOOKS_PATH": str(hooks),
+             "IMAGE_ELEMENT_YAML": f"dracut-ramdisk: {DRR}\nmy-element: {other}\n"},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    drivers = (hooks / "dracut-ramdisk/drivers").read_text().split()
+    assert drivers == ["e1000", "nvme", "virtio", "virtio_blk", "virtio_net"]
+    assert "lsblk" in (hooks / "dracut-ramdisk/binaries").read_text().split()
+
+
+def test_dracut_ramdisk_runs_dracut_for_the_newest_kernel(tree: Path) -> None:  # noqa: F811
+    for kver in ("6.1.0-9-amd64", "6.1.0-10-amd64"):
+        (upper_usr(tree) / "lib/modules" / kver).mkdir(parents=True)  # /lib is /usr/lib
+    write(tree / "tmp/in_target.d/dracut-ramdisk/drivers", "virtio\nvirtio_blk\n")
+    write(tree / "tmp/in_target.d/dracut-ramdisk/binaries", "grep\nno-such-tool\n")
+    stand_in(tree, "dracut", 'echo initramfs > "${!#}"')
+    r = in_chroot(tree, DRR / "post-install.d/99-build-dracut-ramdisk")
+    assert r.returncode == 0, r.stderr
+    assert "no-such-tool (binary-deps.d) is not in the image" in r.stdout
+    [call] = calls(tree, "dracut")
+    assert call.startswith("--no-hostonly --force --kver 6.1.0-10-amd64 ")
+    assert "--add-drivers virtio virtio_blk" in call and "--install /usr/bin/grep" in call
+    assert call.endswith(" /boot/dracut-ramdisk.img")
+    assert (tree / "boot/dracut-ramdisk.img").read_text() == "initramfs\n"
+
+
+def test_dracut_ramdisk_without_a_kernel_is_one_line(tree: Path) -> None:  # noqa: F811
+    stand_in(tree, "dracut")
+    r = in_chroot(tree, DRR / "post-install.d/99-build-dracut-ramdisk")
+    one_line_error(r, "/lib/modules", "needs a kernel")
+    assert calls(tree, "dracut") == []
+
+
+def test_dracut_ramdisk_replaces_the_whole_tree_initramfs(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write(root / "boot/dracut-ramdisk.img", "dracut image\n")
+    out = tmp_path / "out/ramdisk"
+    write(tmp_path / "out/ramdisk.initramfs", "whole tree\n")
+    hook = DRR / "cleanup.d/99-install-dracut-ramdisk"
+    env = {"PATH": os.environ["PATH"], "TARGET_ROOT": str(root), "IMAGE_NAME": str(out)}
+    r = subprocess.run(["bash", str(hook)], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out/ramdisk.initramfs").read_text() == "dracut image\n"
+    hook_order = sorted(["99-extract-ramdisk-files", hook.name])
+    assert hook_order[-1] == hook.name, "runs after ramdisk-base has written its archive"
