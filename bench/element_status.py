@@ -34,7 +34,6 @@ _OTHER_OS = "distribution whose mirrors this project's hosts cannot reach; not w
 MISSING_NOTES: dict[str, str] = {
     "centos-minimal": _RPM,
     "yum-minimal": _RPM,
-    "gentoo": _OTHER_OS,
     "opensuse": _OTHER_OS,
     "opensuse-minimal": _OTHER_OS,
     "zypper": _OTHER_OS,

@@ -75,7 +75,7 @@ KEYLIME = ELEMENTS / "keylime-agent/post-install.d/90-keylime-agent"
 
 def keylime_env(**over: str) -> dict[str, str]:
     names = "DIB_KEYLIME_AGENT_REGISTRAR_IP DIB_KEYLIME_AGENT_REGISTRAR_PORT DIB_KEYLIME_AGENT_PORT"
-    script = f"source {KEYLIME_ENV}; for v in {names}; do echo \"$v=${{!v}}\"; done"
+    script = f'source {KEYLIME_ENV}; for v in {names}; do echo "$v=${{!v}}"; done'
     out = subprocess.run(["bash", "-c", script], env={"PATH": "/usr/bin:/bin", **over},
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
     return dict(line.split("=", 1) for line in out.splitlines())
@@ -123,7 +123,7 @@ STOW = ELEMENTS / "python-stow-versions/install.d/70-python-build"
 DEFINITIONS = "2.7.17\n2.7.18\n3.8.9\n3.8.19\n3.9.2\n3.12.0\n3.12.4\n3.13.0a1\npypy3.9-7.3.9\n"
 
 
-def fake_pyenv(tree: Path) -> None:
+def fake_pyenv(root: Path) -> None:
     """A /pyenv whose python-build lists DEFINITIONS and records what it builds."""
     build = (
         "#!/bin/bash\nset -eu\n"
@@ -132,7 +132,7 @@ def fake_pyenv(tree: Path) -> None:
     )
     install = f"#!/bin/bash\nset -eu\ncat > /usr/local/bin/python-build <<'EOF'\n{build}EOF\n"
     install += "chmod +x /usr/local/bin/python-build\n"
-    write(tree / "pyenv/plugins/python-build/install.sh", install, 0o755)
+    write(root / "pyenv/plugins/python-build/install.sh", install, 0o755)
 
 
 def test_python_stow_versions_builds_the_newest_patch_of_each_version(
@@ -153,8 +153,8 @@ def test_python_stow_versions_builds_the_newest_patch_of_each_version(
     assert not (upper_usr(tree) / "local/bin/python-build").exists()
 
 
-def upper_usr(tree: Path) -> Path:
-    return tree.parent / "upper"
+def upper_usr(root: Path) -> Path:
+    return root.parent / "upper"
 
 
 def test_python_stow_versions_unknown_versions_is_one_line(tree: Path) -> None:  # noqa: F811
@@ -270,7 +270,7 @@ def fixture_stage3(www: Path, flavour: str = "openrc", corrupt: bool = False) ->
     import hashlib
 
     src = www.parent / "stage"
-    write(src / "etc/os-release", 'NAME=Gentoo\nID=gentoo\n')
+    write(src / "etc/os-release", "NAME=Gentoo\nID=gentoo\n")
     write(src / "bin/placeholder", "")
     name = f"stage3-amd64-{flavour}-{STAMP}.tar.xz"
     rel = f"{STAMP}/{name}"
