@@ -26,15 +26,9 @@ sys.path.insert(0, str(REPO))
 DOC = REPO / "doc" / "element-status.md"
 OURS = REPO / "elements"
 
-_CONTAINER = "container-image distribution (podman or docker and a registry); not written yet"
-_OTHER_OS = "distribution whose mirrors this project's hosts cannot reach; not written yet"
 
 #: why a missing element is missing (the default: not written yet)
-MISSING_NOTES: dict[str, str] = {
-    "gentoo": _OTHER_OS,
-    "oat-client": "OpenAttestation's client (unmaintained, packaged only in a personal "
-    "Fedora repository); not written yet",
-}
+MISSING_NOTES: dict[str, str] = {}
 
 HEADER = """\
 # Element status: diskimage-builder {version} and dibpy

@@ -23,9 +23,18 @@ KNOWN: dict[str, tuple[set[str], set[str]]] = {
         set(),
         {"dib-init-system", "install-static", "openssh-server", "runtime-ssh-host-keys"},
     ),
+    # deploy-targetcli is an obsolete stub; dracut is packaged, not fetched from source
+    "dracut-ramdisk debian-minimal": (
+        set(),
+        {"cache-url", "deploy-targetcli", "source-repositories"},
+    ),
     "dynamic-login debian-minimal": (set(), {"openssh-server", "runtime-ssh-host-keys"}),
     "grub2 debian-minimal": ({"bootloader"}, set()),
     "openssh-server debian-minimal": (set(), {"install-static", "runtime-ssh-host-keys"}),
+    "keylime-agent debian-minimal": (
+        {"rpm-distro", "selinux-fixfiles-restore"},
+        set(),
+    ),  # as selinux-permissive
     "posix debian-minimal": (set(), {"install-static", "runtime-ssh-host-keys"}),
     "ilo debian-minimal": ({"dib-init-system", "install-static"}, set()),
     "iso debian-minimal": (set(), {"grub2"}),

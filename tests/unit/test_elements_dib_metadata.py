@@ -77,6 +77,12 @@ DIFFERENT: dict[tuple[str, str], tuple[set[str], set[str], str]] = {
         {"deploy-tgtadm"},
         "deploy-tgtadm is obsolete (dibpy ships it as a stub that stops the build)",
     ),
+    ("dracut-ramdisk", "element-deps"): (
+        {"package-installs"},
+        {"deploy-targetcli", "source-repositories"},
+        "deploy-targetcli is obsolete (a stub that stops the build) and dracut comes from "
+        "the distribution's package instead of a source checkout",
+    ),
     ("ilo", "element-deps"): (
         {"dib-init-system", "install-static"},
         set(),

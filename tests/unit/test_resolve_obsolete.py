@@ -130,6 +130,7 @@ def test_shipped_obsolete_stubs() -> None:
         "debian-upstart",
         "fedora-minimal",
         "hwburnin",
+        "oat-client",
     ):
         assert name in stubs, name
     lib = find_library({}, include_packages=False)
