@@ -7,11 +7,14 @@ Tiers: ``tests/unit`` runs anywhere; ``tests/integration`` needs root and loop d
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import http.server
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,6 +89,31 @@ def loops_under(root: Path) -> set[str]:
 def mounts_under(root: Path) -> set[str]:
     with open("/proc/mounts") as f:
         return {line.split()[1] for line in f if line.split()[1].startswith(str(root))}
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@contextlib.contextmanager
+def serve_directory(root: Path) -> Iterator[http.server.ThreadingHTTPServer]:
+    """An HTTP server on 127.0.0.1 (a free port) serving ``root``; stopped on exit.
+    Its base URL is :func:`url_of` it."""
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def url_of(server: http.server.HTTPServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def write(path: Path, text: str, mode: int = 0o644) -> None:

@@ -5,19 +5,16 @@ DIB_LOCAL_IMAGE is used as it is; the mirror hook rewrites the repository files.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, mounts_under, require_loop, write
+from tests.conftest import REPO, mounts_under, require_loop, serve_directory, url_of, write
 from tests.integration.test_elements_centos import make_cloud_image
 
 ELEMENTS = REPO / "elements"
@@ -30,15 +27,8 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """An HTTP server listing tmp_path/site (the cloud images directory)."""
     root = tmp_path / "site"
     root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", root
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_directory(root) as server:
+        yield f"{url_of(server)}/", root
 
 
 def run_hook(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], Path]:

@@ -13,17 +13,14 @@ the pipeline does, then checks the tree: the packages' files, the rpm database
 
 from __future__ import annotations
 
-import functools
-import http.server
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, serve_directory, url_of
 
 ELEMENTS = REPO / "elements"
 TOOLS = ("dnf", "rpm", "rpmbuild", "createrepo_c", "zypper", "busybox")
@@ -120,21 +117,8 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         d = root / rel
         d.parent.mkdir(parents=True, exist_ok=True)
         d.symlink_to(pool)
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
+    with serve_directory(root) as server:
+        yield url_of(server)
 
 
 def run_hooks(

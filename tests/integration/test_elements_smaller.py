@@ -7,20 +7,17 @@ DIB_REPOLOCATION_* at a local copy; the real download is tried only when its hos
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import subprocess
 import sys
 import tarfile
-import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, write
+from tests.conftest import REPO, serve_directory, url_of, write
 from tests.integration.test_elements_new_hooks import (
     calls,
     in_chroot,
@@ -39,14 +36,8 @@ GET_ARRAY = (
 def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     root = tmp_path / "www"
     root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_directory(root) as server:
+        yield root, url_of(server)
 
 
 # ---------------------------------------------------------------- tpm-emulator

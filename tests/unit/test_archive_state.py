@@ -4,10 +4,7 @@ cache key on (DIB_ARCHIVE_STATE)."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,23 +12,15 @@ import pytest
 
 from dibpy import archivestate
 from dibpy.elements.model import Element
+from tests.conftest import serve_directory, url_of
 
 
 @pytest.fixture
 def archive(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     root = tmp_path / "archive"
     (root / "dists/trixie").mkdir(parents=True)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", root
-    finally:
-        server.shutdown()
-        server.server_close()
-        t.join()
+    with serve_directory(root) as server:
+        yield f"{url_of(server)}/", root
 
 
 def state(mirror: str, cache: Path, **kw: bool) -> list[tuple[str, str, str]]:

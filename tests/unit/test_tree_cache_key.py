@@ -3,10 +3,8 @@ the variables hooks see, and the reasons a miss gives."""
 
 from __future__ import annotations
 
-import functools
 import http.server
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 from dibpy import treecache
 from dibpy.elements.model import Element
-from tests.conftest import REPO
+from tests.conftest import REPO, serve_directory, url_of
 
 
 @pytest.fixture
@@ -23,16 +21,8 @@ def archive(tmp_path: Path) -> Iterator[tuple[str, Path, http.server.HTTPServer]
     root = tmp_path / "archive"
     (root / "dists" / "testrel").mkdir(parents=True)
     (root / "dists" / "testrel" / "InRelease").write_text("Suite: testrel\nDate: one\n")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None  # type: ignore[method-assign, assignment]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/debian", root, server
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_directory(root) as server:
+        yield f"{url_of(server)}/debian", root, server
 
 
 def _elements(tmp_path: Path) -> list[Element]:
