@@ -116,6 +116,22 @@ def url_of(server: http.server.HTTPServer) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
+def mirror_unreachable(
+    var: str, probe: str, *, what: str = "mirror", names: str = "mirror host"
+) -> str | None:
+    """Why the mirror a network test needs cannot be used (None: it answers): ``var``
+    must name it, and ``probe`` under it must be fetchable."""
+    url = os.environ.get(var)
+    if not url:
+        return f"{what} unreachable: {var} is not set (dibpy names no {names})"
+    r = subprocess.run(
+        ["curl", "-fsS", "-o", "/dev/null", "--max-time", "20", f"{url.rstrip('/')}/{probe}"],
+        capture_output=True,
+        text=True,
+    )
+    return None if r.returncode == 0 else f"{what} unreachable: {r.stderr.strip()}"
+
+
 def write(path: Path, text: str, mode: int = 0o644) -> None:
     """Write a test file, making its directory, with its mode."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, mirror_unreachable
 
 CASES = {
     "centos7": ("DIB_CLOUD_IMAGES", "sha256sum.txt", "7"),
@@ -27,15 +27,7 @@ CASES = {
 
 
 def mirror_reason(var: str, sums: str) -> str | None:
-    url = os.environ.get(var)
-    if not url:
-        return f"CentOS mirror unreachable: {var} is not set (dibpy names no download host)"
-    r = subprocess.run(
-        ["curl", "-fsS", "-o", "/dev/null", "--max-time", "20", f"{url.rstrip('/')}/{sums}"],
-        capture_output=True,
-        text=True,
-    )
-    return None if r.returncode == 0 else f"CentOS mirror unreachable: {r.stderr.strip()}"
+    return mirror_unreachable(var, sums, what="CentOS mirror", names="download host")
 
 
 @pytest.mark.parametrize("element", sorted(CASES))

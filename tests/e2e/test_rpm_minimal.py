@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, mirror_unreachable
 
 CASES = {
     "centos-minimal": ("DIBPY_TEST_CENTOS_MIRROR", "9-stream/BaseOS/x86_64/os/repodata/repomd.xml"),
@@ -26,22 +26,10 @@ CASES = {
 }
 
 
-def mirror_reason(var: str, probe: str) -> str | None:
-    url = os.environ.get(var)
-    if not url:
-        return f"mirror unreachable: {var} is not set (dibpy names no mirror host)"
-    r = subprocess.run(
-        ["curl", "-fsS", "-o", "/dev/null", "--max-time", "20", f"{url.rstrip('/')}/{probe}"],
-        capture_output=True,
-        text=True,
-    )
-    return None if r.returncode == 0 else f"mirror unreachable: {r.stderr.strip()}"
-
-
 @pytest.mark.parametrize("element", sorted(CASES))
 def test_minimal_tree_from_the_mirror(element: str, tmp_path: Path) -> None:
     var, probe = CASES[element]
-    reason = mirror_reason(var, probe)
+    reason = mirror_unreachable(var, probe)
     if reason:
         pytest.skip(reason)
     els = tmp_path / "els"
