@@ -63,11 +63,11 @@ def timed(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, float
     return seconds, (int(m.group(1)) / 1024 if m else float("nan"))
 
 
-def dibpy_build(work: Path, name: str, cache: Path) -> Run:
+def dibpy_build(work: Path, name: str, cache: Path, what: str) -> Run:
     env = dict(os.environ, DIB_IMAGE_CACHE=str(cache), **COMMON_ENV)
     out = work / name
     cmd = [sys.executable, str(REPO / "bin" / "disk-image-create"), "-o", str(out), *ELEMENTS]
-    secs, peak = timed(cmd, env, work / f"{name}.log")
+    secs, peak = timed(cmd, env, work / f"{name}-{what}.log")
     record = json.loads((work / f"{name}.d" / "dibpy-build.json").read_text())
     return Run(secs, peak, out.with_suffix(".qcow2"), record["stages"])
 
@@ -108,15 +108,16 @@ def device_mapper_works() -> bool:
     return True
 
 
-def dib_build(venv: Path, work: Path, name: str, cache: Path, standins: bool) -> Run:
+def dib_build(venv: Path, work: Path, name: str, cache: Path, standins: bool, what: str) -> Run:
     path = f"{venv}/bin:{os.environ['PATH']}"
     if standins:
         path = f"{STANDINS}:{path}"
     env = dict(os.environ, DIB_IMAGE_CACHE=str(cache), PATH=path, **COMMON_ENV, **dib_mirror_env())
     out = work / name
     cmd = [str(venv / "bin" / "disk-image-create"), "-o", str(out), *ELEMENTS]
-    secs, peak = timed(cmd, env, work / f"{name}.log")
-    return Run(secs, peak, out.with_suffix(".qcow2"), dib_stages(work / f"{name}.log"))
+    log = work / f"{name}-{what}.log"
+    secs, peak = timed(cmd, env, log)
+    return Run(secs, peak, out.with_suffix(".qcow2"), dib_stages(log))
 
 
 def dib_stages(log: Path) -> list[dict[str, object]]:
@@ -207,13 +208,15 @@ def main() -> int:
                 continue
             cache = work / f"cache-{tool}-{rnd}"
             shutil.rmtree(cache, ignore_errors=True)
+            # the rebuild is the same command again: the same -o (each tool moves the
+            # first image aside), so dibpy's image cache can answer it
             if tool == "dibpy":
-                cold = dibpy_build(work, f"dibpy-cold-{rnd}", cache)
-                warm = dibpy_build(work, f"dibpy-warm-{rnd}", cache)
+                cold = dibpy_build(work, f"dibpy-{rnd}", cache, "cold")
+                warm = dibpy_build(work, f"dibpy-{rnd}", cache, "warm")
             else:
                 assert venv is not None
-                cold = dib_build(venv, work, f"dib-cold-{rnd}", cache, bool(standins))
-                warm = dib_build(venv, work, f"dib-warm-{rnd}", cache, bool(standins))
+                cold = dib_build(venv, work, f"dib-{rnd}", cache, bool(standins), "cold")
+                warm = dib_build(venv, work, f"dib-{rnd}", cache, bool(standins), "warm")
             b = None if args.no_boot else boot(warm.image, work / f"{tool}-boot-{rnd}.log")
             results[tool].append(report(tool, cold, warm, b))
     (work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -224,7 +227,8 @@ def main() -> int:
             return sum(r[k] for r in results[tool]) / len(results[tool])
 
         print("dibpy / diskimage-builder (mean of the rounds; the goal in brackets):")
-        goals = {"cold": 0.5, "warm": 0.15, "size": 1.0, "boot": 1.0}
+        # the goals of the cache and performance issues
+        goals = {"cold": 0.3, "warm": 0.05, "size": 0.75, "boot": 0.6}
         for k, goal in goals.items():
             if mean("diskimage-builder", k):
                 ratio = mean("dibpy", k) / mean("diskimage-builder", k)

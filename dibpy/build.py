@@ -38,10 +38,12 @@ from dibpy import (
     envcheck,
     events,
     hookenv,
+    imagecache,
     mounts,
     recovery,
     run,
     treecache,
+    treelayers,
 )
 from dibpy import outputs as outputs_mod
 from dibpy.blockdev import (
@@ -422,9 +424,12 @@ def log_image_usage(tree: Path, full: bool) -> None:
         LOG.info("  %9.1f MiB  %s", nbytes / MIB, where.replace("//", "/"))
 
 
-def dir_size(path: Path) -> int:
-    """Bytes used by the tree (du -x, apparent block usage)."""
-    out = run.output(["du", "-x", "-s", "--block-size=1", str(path)], quiet=True)
+def dir_size(path: Path, one_fs: bool = True) -> int:
+    """Bytes used by the tree (du -x, apparent block usage).  Not ``one_fs`` for a tree of
+    overlay layers on several filesystems, whose files report their layer's device."""
+    out = run.output(
+        ["du", *(["-x"] if one_fs else []), "-s", "--block-size=1", str(path)], quiet=True
+    )
     return int(out.split()[0])
 
 
@@ -467,6 +472,13 @@ class Build:
         self.archive_state: list[tuple[str, str, str]] = []
         #: the tree cache's checkpoints of this build (empty when the cache is off)
         self.checkpoints: list[treecache.Checkpoint] = []
+        #: the tree as overlay layers, one per checkpoint (None: tarball checkpoints)
+        self.layers: treelayers.LayeredTree | None = None
+        #: a checkpoint could not be kept as a layer: the later ones are not kept either
+        self.layering_stopped = False
+        #: the image cache's key of this build (None: not cached) and the entry reused
+        self.image_key: str | None = None
+        self.image_hit: tuple[Path, float] | None = None
         #: checkpoints from this index on are not restored (a break= point is in them)
         self.restore_limit = 0
         self.cache_record: dict[str, object] = {}
@@ -611,11 +623,16 @@ class Build:
                 ) from None
         built = self.build_dir / "built"
         LOG.info("elements: %s", " ".join(self.plan.resolution.names))
-        self._run_phases(built, self._restore_cached_tree(built))
+        started = time.time()
+        restored = self._restore_cached_tree(built)
+        if self.image_hit is not None:
+            return self._reuse_image(*self.image_hit)
+        self._run_phases(built, restored)
 
         outputs: list[Path] = []
         if self.plan.block_device_text is None:
-            if self.tree_cache is not None:
+            if self.tree_cache is not None and self.layers is None:
+                # its saves read the tree the finalise phases change (layers: sealed ones)
                 self.tree_cache.wait()
             # no image (ramdisk, no-final-image): the finalise phases still run, on the tree
             self._finalise(built, {})
@@ -624,6 +641,9 @@ class Build:
             manifest_dir = self._copy_manifests(built)
         else:
             manifest_dir, outputs = self._image(built)
+            if self.image_key is not None:
+                with self.timer.stage("image cache save"):
+                    self._keep_image(started, manifest_dir)
         LOG.info("%s", self.timer.table())
         self._write_build_record(manifest_dir)
         for o in outputs:
@@ -650,7 +670,10 @@ class Build:
                 "mirror": cfg.mirror or "",
             }
             cache = treecache.TreeCache(
-                cfg.image_cache, cfg.tree_cache_max_age, max_size=cache_max_size(cfg)
+                cfg.image_cache,
+                cfg.tree_cache_max_age,
+                max_size=cache_max_size(cfg),
+                layered=self._layers_usable(cfg.image_cache / "dibpy-trees"),
             )
             # read once: the tree cache and the bootstrap cache key on the same state
             self.archive_state = archivestate.archive_state(
@@ -677,18 +700,27 @@ class Build:
                 phase = point.partition("-")[2] + ".d"
                 usable = min([usable] + [n for n, c in enumerate(chain) if phase in c.phases])
             self.restore_limit = usable
+            self.image_key = self._image_cache_key(chain[-1].key)
+            if self.image_key is not None:
+                self.image_hit = imagecache.lookup(
+                    cfg.image_cache, self.image_key, cfg.tree_cache_max_age
+                )
             restored, hit = -1, None
             if cfg.tree_cache_max_age <= 0:
                 LOG.info("tree cache: reuse switched off (DIB_TREE_CACHE_MAX_AGE=0)")
             else:
                 for n in reversed(range(usable)):
-                    hit = cache.lookup(chain[n].key)
+                    hit = self._lookup(cache, n)
                     if hit is not None:
                         restored = n
                         break
+        if self.image_hit is not None:
+            return -1
         self.tree_cache = cache
         # the savers read the tree and its snapshots: they finish before the build dir goes
         mounts.push_cleanup(self.stack, cache.wait, what="saving the tree cache")
+        # after the tree's overlay is unmounted (pushed later, so unwound first)
+        self.stack.callback(cache.release)
         names = " ".join(self.plan.resolution.names)
         records: list[dict[str, object]] = []
         first_miss: list[str] = []
@@ -743,9 +775,132 @@ class Build:
                 age_seconds=round(hit.age),
                 created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hit.created)),
             )
+        self._restore_tree(cache, hit if restored >= 0 else None, built, restored)
+        return restored
+
+    def _image_cache_key(self, tree_key: str) -> str | None:
+        """The image cache's key, or None where outputs are not cached: no final image (a
+        ramdisk's files come from its hooks), a break= point, DIB_IMAGE_CACHE_OUTPUTS=0."""
+        text = self.plan.block_device_text
+        if text is None or self.cfg.breaks or not self.cfg.image_cache_outputs:
+            return None
+        inputs = imagecache.image_inputs(tree_key, self.plan.resolution.elements, self.cfg, text)
+        return imagecache.image_key(inputs)
+
+    def _reuse_image(self, entry: Path, age: float) -> BuildResult:
+        """Copy an unchanged build's outputs into place (doc/building.md, "Image cache")."""
+        cfg = self.cfg
+        assert self.image_key is not None
+        LOG.info(
+            "image cache: hit: reusing the outputs of an unchanged build (%s), built %s ago "
+            "(at most %s allowed; --no-cache to rebuild); every phase skipped",
+            self.image_key[:12],
+            treecache.human_age(age),
+            treecache.human_age(cfg.tree_cache_max_age),
+        )
+        events.emit("cache", cache="image", result="hit", key=self.image_key)
+        out_dir = cfg.output_base.parent
+        with self.timer.stage("image cache restore"):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                outputs = imagecache.reuse(
+                    entry, out_dir, lambda d: _keep_old(d, cfg.overwrite_old_image)
+                )
+            except (OSError, DibpyError) as e:
+                raise DibpyError(
+                    f"cannot copy the cached image's outputs to {out_dir}: {_os_reason(e)}",
+                    hint="-o must name a place you can write to, with room for the image; "
+                    "--no-cache builds it afresh",
+                ) from None
+            manifest_dir = self._copy_manifests_from(entry / imagecache.MANIFESTS)
+        self.cache_record = {
+            "tree_key": self.tree_key,
+            "reused": True,
+            "enabled": True,
+            "image": {"key": self.image_key, "hit": True, "age_seconds": round(age)},
+        }
+        LOG.info("%s", self.timer.table())
+        self._write_build_record(manifest_dir)
+        for o in outputs:
+            LOG.info("wrote %s", o)
+        return BuildResult(tuple(outputs), manifest_dir, tuple(self.timer.stages))
+
+    def _keep_image(self, started: float, manifest_dir: Path | None) -> None:
+        """Keep what this build wrote beside -o (its outputs, their checksums, what a hook
+        wrote there) for the next unchanged build."""
+        assert self.image_key is not None
+        base = self.cfg.output_base
+        files = []
+        with contextlib.suppress(OSError):
+            for p in sorted(base.parent.iterdir()):
+                if p.name != base.name and not p.name.startswith(base.name + "."):
+                    continue
+                if manifest_dir is not None and p == manifest_dir:
+                    continue
+                if p.is_symlink() or p.lstat().st_mtime < started - 1:
+                    continue  # not this build's
+                files.append(p)
+        if not files:
+            return
+        imagecache.keep(
+            self.cfg.image_cache,
+            self.image_key,
+            files,
+            None if manifest_dir is None else manifest_dir / imagecache.MANIFESTS,
+            {"elements": " ".join(self.plan.resolution.names), "arch": self.cfg.arch},
+        )
+        if self.cache_record:
+            self.cache_record["image"] = {"key": self.image_key, "hit": False}
+
+    def _layers_usable(self, cache_dir: Path) -> bool:
+        """Whether checkpoints are overlay layers: DIB_TREE_CACHE_LAYERS (default on) and
+        an overlayfs that takes the cache as a lower layer and the build dir as an upper."""
+        if not self.cfg.tree_cache_layers:
+            LOG.info("tree cache: checkpoints as tarballs (DIB_TREE_CACHE_LAYERS=0)")
+            return False
+        why = treelayers.overlay_unusable(cache_dir, self.build_dir / "layers")
+        if why is not None:
+            LOG.info(
+                "tree cache: checkpoints as tarballs: overlayfs layers unusable here (%s)", why
+            )
+            return False
+        return True
+
+    def _layer_keys(self, n: int) -> list[str]:
+        """The layers checkpoint ``n``'s tree is made of: each distinct key up to it."""
+        keys: list[str] = []
+        for c in self.checkpoints[: n + 1]:
+            if c.key not in keys:
+                keys.append(c.key)
+        return keys
+
+    def _lookup(self, cache: treecache.TreeCache, n: int) -> treecache.Hit | None:
+        """Checkpoint ``n``'s entry, if it can be restored: with layers, every layer below
+        it too, each held until the build ends."""
+        hit = cache.lookup(self.checkpoints[n].key)
+        if hit is None or not cache.layered:
+            return hit
+        keys = self._layer_keys(n)
+        if all(cache.lookup(k, quiet=True) is not None and cache.hold(k) for k in keys):
+            return hit
+        cache.release()
+        return None
+
+    def _restore_tree(
+        self, cache: treecache.TreeCache, hit: treecache.Hit | None, built: Path, restored: int
+    ) -> None:
+        """Put checkpoint ``restored``'s tree at ``built`` (none: an empty tree): with
+        layers, an overlay of its layers (mounted, nothing copied); else the tarball."""
+        if cache.layered:
+            lowers = [cache.dir / f"{k}{treecache.LAYER}" for k in self._layer_keys(restored)]
+            self.layers = treelayers.LayeredTree(
+                built, self.build_dir / "layers", lowers if restored >= 0 else ()
+            )
+            with self.timer.stage("tree cache restore" if restored >= 0 else "tree layers"):
+                self.layers.mount(self.stack)
+        elif hit is not None:
             with self.timer.stage("tree cache restore"):
                 cache.restore(hit, built)
-        return restored
 
     def _miss_reasons(
         self, cache: treecache.TreeCache, names: str, n: int, restored: int
@@ -840,8 +995,12 @@ class Build:
             if first <= restored:
                 return
             c = chain[first]
-        left = mounts.mounts_under(built)
+        if self.layering_stopped:
+            return
+        left = [m for m in mounts.mounts_under(built) if m != os.path.realpath(built)]
         if left:
+            # a layer is sealed by unmounting the tree: nothing after this is kept
+            self.layering_stopped = self.layers is not None
             LOG.info(
                 "tree cache: not keeping the tree after %s: a hook's mount is in it (%s), "
                 "which a restore could not bring back",
@@ -856,7 +1015,13 @@ class Build:
             "parent": c.parent,
             "inputs": dict(c.inputs),
         }
-        if last:
+        if self.layers is not None:
+            with self.timer.stage(f"checkpoint after {c.after}"):
+                upper = self.layers.seal()
+                self.layers.push(cache.keep_layer(c.key, upper, describe))
+                # the next phases (and the image's copy) see the tree through a new upper
+                self.layers.mount(self.stack)
+        elif last:
             cache.save_in_background(c.key, built, describe)
         else:
             with self.timer.stage(f"checkpoint after {c.after}"):
@@ -884,7 +1049,8 @@ class Build:
     def _image(self, built: Path) -> tuple[Path | None, list[Path]]:
         cfg = self.cfg
         with self.timer.stage("sizing"):
-            tree = dir_size(built)
+            # layers: what hooks mounted in the tree is unmounted already (_run_phases)
+            tree = dir_size(built, one_fs=self.layers is None)
             efi = "block-device-efi" in " ".join(self.plan.resolution.names)
             size = image_size_for(cfg, tree, efi)
             LOG.info("tree is %.0f MiB; image size %.0f MiB", tree / MIB, size / MIB)
@@ -917,7 +1083,7 @@ class Build:
             if not saving_beside:
                 if self.tree_cache is not None:
                     self.tree_cache.wait()
-                _rmtree_logged(built)
+                self._free_tree(built)
             if self.linux:
                 bd.write_fstab(mnt / "etc")
         self._finalise(mnt, extra)
@@ -940,8 +1106,19 @@ class Build:
             assert self.tree_cache is not None
             with self.timer.stage("tree cache save"):
                 self.tree_cache.wait()
-            _rmtree_logged(built)
+            self._free_tree(built)
         return manifest_dir, outputs
+
+    def _free_tree(self, built: Path) -> None:
+        """Remove the tree (once the image has it): with layers, unmount its overlay, let
+        the cache finish keeping the layers, then remove the build's own layers."""
+        if self.layers is not None:
+            self.layers.unmount()
+            assert self.tree_cache is not None
+            self.tree_cache.wait()
+            self.tree_cache.release()
+            _rmtree_logged(self.layers.root)
+        _rmtree_logged(built)
 
     def _finalise(self, root: Path, extra: Mapping[str, str]) -> None:
         """pre-finalise.d on the host, then finalise.d in the chroot of ``root``."""
@@ -978,7 +1155,7 @@ class Build:
         assert self.tree is not None
         if not self.tree.scan("block-device.d").hooks:
             return
-        if self.tree_cache is not None:
+        if self.tree_cache is not None and self.layers is None:
             self.tree_cache.wait()  # its hooks run on the tree the cache may still be reading
         seen: list[str] = []
         self.phase(
@@ -995,7 +1172,10 @@ class Build:
             )
 
     def _copy_manifests(self, root: Path) -> Path | None:
-        src = root / "etc" / "dib-manifests"
+        return self._copy_manifests_from(root / "etc" / "dib-manifests")
+
+    def _copy_manifests_from(self, src: Path) -> Path | None:
+        """NAME.d beside the image, with a copy of ``src`` (the image's /etc/dib-manifests)."""
         dest = self.cfg.output_base.with_name(self.cfg.output_base.name + ".d")
         try:
             if not dest.exists():

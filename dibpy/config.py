@@ -473,6 +473,8 @@ SETTINGS: tuple[Setting, ...] = (
         "DIB_TREE_CACHE_MAX_AGE",
         _parse_age,
     ),
+    Setting("tree_cache_layers", (), "DIB_TREE_CACHE_LAYERS", parse_bool),
+    Setting("image_cache_outputs", (), "DIB_IMAGE_CACHE_OUTPUTS", parse_bool),
     Setting(
         "docker_target",
         ("--docker-target",),
@@ -558,6 +560,10 @@ class BuildConfig:
     install_type: InstallType = "source"
     no_cache: bool = False
     tree_cache_max_age: int = 24 * 3600
+    #: DIB_TREE_CACHE_LAYERS: checkpoints as overlayfs layers where the kernel allows
+    tree_cache_layers: bool = True
+    #: DIB_IMAGE_CACHE_OUTPUTS: an unchanged rebuild copies the outputs kept last time
+    image_cache_outputs: bool = True
     docker_target: str | None = None
     logfile: Path | None = None
     offline: bool = False

@@ -1,7 +1,10 @@
 """The installed-tree cache: reuse the tree of an unchanged build, or of its first phases.
 
-The tree is kept (tar + zstd) at checkpoints, after root.d, install.d, post-install.d and
-post-root.d (``model.PHASE_TABLE``), each under a hash of its predecessor's key and what
+The tree is kept at checkpoints, after root.d, install.d, post-install.d and post-root.d
+(``model.PHASE_TABLE``): as overlayfs layers where the kernel allows (each checkpoint the
+directory of what its phases changed, :mod:`dibpy.treelayers`; ``DIB_TREE_CACHE_LAYERS=0``
+turns them off), else as tarballs (tar + zstd, the whole tree); each under a hash of its
+predecessor's key and what
 the phases since it read (:func:`checkpoints`); a later build restores the latest
 checkpoint whose key it finds and runs only the phases after it (doc/building.md,
 "Checkpoints").  A cached tree is reused only when a fresh build would make the same
@@ -27,12 +30,15 @@ that changed compared with the newest entry for the same elements.
 Reuse is bounded and visible: it is logged with the entry's age, recorded in the build
 record, refused past ``DIB_TREE_CACHE_MAX_AGE`` (default 24h; ``0`` disables reuse), and
 switched off by ``--no-cache``.  Entries are written atomically (temporary name, rename)
-and pruned to the newest few per element set and checkpoint.
+and pruned to the newest few per element set and checkpoint; a layer a build has mounted
+is held (a shared lock on its metadata) and is never removed under it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -70,7 +76,7 @@ _TREE_PHASE_DIRS = frozenset(p.name for p in TREE_PHASES)
 _IGNORED_VARS = re.compile(
     r"^DIB_(IMAGE_CACHE|OFFLINE|DEBUG_TRACE|TREE_CACHE_MAX_AGE|CHECKSUM|QEMU_IMG_OPTIONS|"
     r"(QCOW2|VHD|VHDX|VMDK|OVA|VMMGR|DOCKER|TAR|SQUASHFS)_.*|NO_TMPFS|MIN_TMPFS|"
-    r"BLOCK_DEVICE_PARAMS_YAML|ARGS|ENV|TREE_CACHE_IGNORE_VARS)$"
+    r"BLOCK_DEVICE_PARAMS_YAML|ARGS|ENV|TREE_CACHE_IGNORE_VARS|TREE_CACHE_LAYERS)$"
 )
 #: host and session variables a hook can see but that cannot change the tree: terminal,
 #: login session and shell bookkeeping; variables dibpy sets itself for every hook; and
@@ -402,6 +408,29 @@ class Hit:
 
 
 _TAR_OPTS = ("--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls")
+#: a layer entry is the directory KEY.layer (an overlay's sealed upper directory) and its
+#: metadata KEY.layer.json; a tarball entry is KEY.tar.zst and KEY.tar.json
+LAYER = ".layer"
+TARBALL = ".tar"
+#: an image entry (:mod:`dibpy.imagecache`): the directory KEY.image and KEY.image.json
+IMAGE = ".image"
+#: the kinds whose payload is a directory
+_DIR_KINDS = (LAYER, IMAGE)
+
+
+def _kind_of(meta: Path) -> str:
+    return next((k for k in _DIR_KINDS if meta.name.endswith(k + ".json")), TARBALL)
+
+
+def _payload_of(meta: Path) -> Path:
+    """The payload of the entry whose metadata is ``meta``."""
+    base = meta.name.removesuffix(".json")
+    return meta.with_name(base + ".zst") if base.endswith(TARBALL) else meta.with_name(base)
+
+
+def _payload_there(meta: Path) -> bool:
+    payload = _payload_of(meta)
+    return payload.is_dir() if _kind_of(meta) in _DIR_KINDS else payload.is_file()
 
 
 class TreeCache:
@@ -410,10 +439,19 @@ class TreeCache:
     joins them (the build calls it before the tree or its build directory goes)."""
 
     def __init__(
-        self, cache_dir: Path, max_age: int = DEFAULT_MAX_AGE, max_size: int | None = None
+        self,
+        cache_dir: Path,
+        max_age: int = DEFAULT_MAX_AGE,
+        max_size: int | None = None,
+        *,
+        layered: bool = False,
     ) -> None:
         self.dir = cache_dir / "dibpy-trees"
         self.max_age = max_age
+        #: entries are overlay layers (:mod:`dibpy.treelayers`), else tarballs
+        self.layered = layered
+        #: the layers this build uses, each held with a shared lock on its metadata
+        self._held: dict[str, int] = {}
         #: DIB_CACHE_MAX_SIZE: after each save, least recently used entries go above it
         self.max_size = max_size
         self._savers: list[threading.Thread] = []
@@ -434,7 +472,7 @@ class TreeCache:
                     continue
                 if data.get("after", "post-root.d") != after:
                     continue
-                if not m.with_suffix(".zst").is_file():
+                if not _payload_there(m):
                     continue
                 rank = (parent is not None and data.get("parent") == parent, float(data["created"]))
                 inputs = data.get("inputs")
@@ -443,16 +481,19 @@ class TreeCache:
         return best[2] if best else None
 
     def _entry(self, key: str) -> Path:
-        return self.dir / f"{key}.tar.zst"
+        return self.dir / (f"{key}{LAYER}" if self.layered else f"{key}{TARBALL}.zst")
+
+    def _meta(self, key: str) -> Path:
+        return self.dir / f"{key}{LAYER if self.layered else TARBALL}.json"
 
     def has(self, key: str) -> bool:
-        entry = self._entry(key)
-        return entry.is_file() and entry.with_suffix(".json").is_file()
+        meta = self._meta(key)
+        return meta.is_file() and _payload_there(meta)
 
     def lookup(self, key: str, quiet: bool = False) -> Hit | None:
         entry = self._entry(key)
-        meta = entry.with_suffix(".json")
-        if not entry.is_file() or not meta.is_file():
+        meta = self._meta(key)
+        if not self.has(key):
             return None
         try:
             created = float(json.loads(meta.read_text()).get("created", 0))
@@ -474,10 +515,85 @@ class TreeCache:
             return None
         return Hit(entry, created, age)
 
+    def hold(self, key: str) -> bool:
+        """Keep the layer ``key`` from being removed while this build uses it (a shared
+        lock on its metadata, until :meth:`release`) and mark it used; False if it is gone."""
+        if key in self._held:
+            return True
+        try:
+            fd = os.open(self._meta(key), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        if not self.has(key):  # removed between the look and the lock
+            os.close(fd)
+            return False
+        with contextlib.suppress(OSError):
+            os.utime(fd)
+        self._held[key] = fd
+        return True
+
+    def release(self) -> None:
+        """Let go of every layer :meth:`hold` kept (the build's overlay is unmounted)."""
+        for fd in self._held.values():
+            os.close(fd)
+        self._held.clear()
+
+    def keep_layer(self, key: str, upper: Path, describe: Mapping[str, object]) -> Path:
+        """Keep the sealed upper directory ``upper`` as the layer entry ``key``; returns
+        the directory the build stacks as its next lower layer.
+
+        On the cache's filesystem the directory is renamed into the cache (atomic; the
+        build goes on from the cache's copy, held); elsewhere (the build's tmpfs) it is
+        copied into the cache in the background and the build goes on from ``upper``,
+        which the build directory keeps until :meth:`wait`.  A layer of the same key that
+        another build kept first is used as it is (the same inputs: the same tree)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        entry = self._entry(key)
+        if self.has(key) and self.hold(key):
+            return entry
+        if os.stat(upper).st_dev == os.stat(self.dir).st_dev:
+            tmp = self._partial(entry)
+            os.rename(upper, tmp)
+            if self._publish(key, tmp, describe):
+                self._after_save(key, describe)
+            if self.hold(key):
+                return entry
+            return tmp  # removed at once by a prune: ours stays until the build ends
+        self._in_background(key, describe, layer=upper)
+        return upper
+
+    def _partial(self, entry: Path) -> Path:
+        return entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}.partial")
+
+    def _publish(self, key: str, tmp: Path, describe: Mapping[str, object]) -> bool:
+        """Rename the finished payload ``tmp`` to entry ``key`` and write its metadata;
+        False (``tmp`` left for the caller) if another build's entry got there first."""
+        entry, meta = self._entry(key), self._meta(key)
+        data = {"created": time.time(), "key": key, **describe}
+        tmp_meta = tmp.with_name(tmp.name + ".json-partial")
+        tmp_meta.write_text(json.dumps(data, indent=1) + "\n")
+        try:
+            os.rename(tmp, entry)
+        except OSError as e:
+            tmp_meta.unlink()
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
+                return False
+            raise
+        # the payload first: an entry counts only once both are there
+        os.replace(tmp_meta, meta)
+        return True
+
+    def _after_save(self, key: str, describe: Mapping[str, object]) -> None:
+        self._prune(str(describe.get("elements", "")), str(describe.get("after", "")))
+        if self.max_size is not None:
+            for gone in prune_to_size(self.dir.parent, self.max_size, keep=key):
+                LOG.info("tree cache: removed %s (DIB_CACHE_MAX_SIZE)", gone.key[:12])
+
     def restore(self, hit: Hit, target: Path) -> None:
         # the metadata's mtime is the entry's last use, for least-recently-used pruning
         with contextlib.suppress(OSError):
-            os.utime(hit.path.with_suffix(".json"))
+            os.utime(self._meta(hit.path.name.split(".", 1)[0]))
         run.run(["tar", "--zstd", "-x", *_TAR_OPTS, "-p", "-f", str(hit.path), "-C", str(target)])
 
     def save_in_background(self, key: str, tree: Path, describe: Mapping[str, object]) -> None:
@@ -520,17 +636,54 @@ class TreeCache:
         tree: Path | None = None,
         snapshot: Path | None = None,
     ) -> None:
+        self._in_background(key, describe, tree=tree, snapshot=snapshot)
+
+    def _in_background(
+        self,
+        key: str,
+        describe: Mapping[str, object],
+        *,
+        tree: Path | None = None,
+        snapshot: Path | None = None,
+        layer: Path | None = None,
+    ) -> None:
+        """Write entry ``key`` in a background thread: a tarball from ``snapshot`` (an
+        uncompressed tar) or ``tree``, or a copy of the sealed ``layer`` directory."""
         self.dir.mkdir(parents=True, exist_ok=True)
 
         def _save() -> None:
             entry = self._entry(key)
             # two builds saving the same entry each write their own file; the rename is
-            # atomic, so a reader sees one whole tarball or the other, never a partial one
-            tmp = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}.partial")
-            meta = entry.with_suffix(".json")
-            tmp_meta = tmp.with_suffix(".json-partial")
+            # atomic, so a reader sees one whole entry or the other, never a partial one
+            tmp = self._partial(entry)
             with self._one_at_a_time:
                 try:
+                    if layer is not None:
+                        if self.has(key):
+                            return
+                        # niced: the build goes on from the layer itself meanwhile
+                        run.run(
+                            [
+                                "nice",
+                                "-n",
+                                "10",
+                                "ionice",
+                                "-c",
+                                "2",
+                                "-n",
+                                "7",
+                                "cp",
+                                "-a",
+                                "--reflink=auto",
+                            ]
+                            + ["--", str(layer), str(tmp)],
+                            quiet=True,
+                        )
+                        if self._publish(key, tmp, describe):
+                            self._after_save(key, describe)
+                        else:
+                            shutil.rmtree(tmp, ignore_errors=True)
+                        return
                     if snapshot is not None:
                         run.run(
                             # in the background, beside the build: one thread (not
@@ -546,19 +699,14 @@ class TreeCache:
                             + ["-f", str(tmp), "-C", str(tree), "."],
                             quiet=True,
                         )
-                    data = {"created": time.time(), "key": key, **describe}
-                    tmp_meta.write_text(json.dumps(data, indent=1) + "\n")
-                    # the metadata first: an entry counts only once its tarball is there
-                    os.replace(tmp_meta, meta)
-                    os.replace(tmp, entry)
-                    self._prune(str(describe.get("elements", "")), str(describe.get("after", "")))
-                    if self.max_size is not None:
-                        for gone in prune_to_size(self.dir.parent, self.max_size, keep=key):
-                            LOG.info("tree cache: removed %s (DIB_CACHE_MAX_SIZE)", gone.key[:12])
+                    self._publish_file(key, tmp, describe)
+                    self._after_save(key, describe)
                 except BaseException as e:  # reported by wait()
                     self._save_errors.append(e)
-                    for p in (tmp, tmp_meta):
-                        with contextlib.suppress(FileNotFoundError):
+                    if tmp.is_dir() and not tmp.is_symlink():
+                        shutil.rmtree(tmp, ignore_errors=True)
+                    for p in (tmp, tmp.with_name(tmp.name + ".json-partial")):
+                        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                             p.unlink()
                 finally:
                     if snapshot is not None:
@@ -569,6 +717,14 @@ class TreeCache:
         self._savers.append(t)
         t.start()
 
+    def _publish_file(self, key: str, tmp: Path, describe: Mapping[str, object]) -> None:
+        """A tarball replaces an entry of the same key (a file rename is atomic)."""
+        data = {"created": time.time(), "key": key, **describe}
+        tmp_meta = tmp.with_name(tmp.name + ".json-partial")
+        tmp_meta.write_text(json.dumps(data, indent=1) + "\n")
+        os.replace(tmp_meta, self._meta(key))
+        os.replace(tmp, self._entry(key))
+
     def wait(self) -> None:
         """Wait for every save started; a failed save is a warning, never the build's error."""
         while self._savers:
@@ -578,18 +734,27 @@ class TreeCache:
         self._save_errors = []
 
     def _prune(self, element_set: str, after: str) -> None:
-        metas = []
-        for m in self.dir.glob("*.json"):
-            with contextlib.suppress(ValueError, OSError, AttributeError):
-                data = json.loads(m.read_text())
-                if str(data.get("elements", "")) == element_set and (
-                    data.get("after", "post-root.d") == after
-                ):
-                    metas.append((float(data.get("created", 0)), m))
-        for _, m in sorted(metas, reverse=True)[KEEP_PER_SET:]:
-            with contextlib.suppress(FileNotFoundError):
-                m.with_suffix(".zst").unlink()
-                m.unlink()
+        """The newest KEEP_PER_SET entries of each kind per element set and checkpoint
+        stay; a layer in use by a build stays too."""
+        same = [
+            e
+            for e in entries(self.dir.parent)
+            if e.elements == element_set and e.after == after and e.key not in self._held
+        ]
+        for kind in (LAYER, TARBALL):
+            of_kind = sorted((e for e in same if e.kind == kind), key=lambda e: -e.created)
+            for e in of_kind[KEEP_PER_SET:]:
+                remove(e)
+
+
+def _dir_bytes(d: Path) -> int:
+    """The bytes of the files in ``d`` (a layer entry's size)."""
+    total = 0
+    for top, _, files in os.walk(d):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(top, name)).st_size
+    return total
 
 
 def _tree_bytes(tree: Path) -> int:
@@ -633,6 +798,12 @@ class Entry:
     after: str = "post-root.d"
     #: the key of the checkpoint before it ("" for the first)
     parent: str = ""
+    #: LAYER (an overlay layer: only what its phases changed) or TARBALL (the whole tree)
+    kind: str = TARBALL
+
+    @property
+    def meta(self) -> Path:
+        return self.path.parent / f"{self.key}{self.kind}.json"
 
 
 def entries(cache_dir: Path) -> list[Entry]:
@@ -640,14 +811,18 @@ def entries(cache_dir: Path) -> list[Entry]:
     found = []
     tree_dir = cache_dir / "dibpy-trees"
     for meta in tree_dir.glob("*.json") if tree_dir.is_dir() else ():
-        tar = meta.with_suffix(".zst")
+        payload = _payload_of(meta)
+        kind = _kind_of(meta)
+        if not _payload_there(meta):
+            continue
         with contextlib.suppress(ValueError, OSError, AttributeError):
             data = json.loads(meta.read_text())
             found.append(
                 Entry(
-                    key=meta.name.removesuffix(".tar.json"),
-                    path=tar,
-                    size=tar.stat().st_size,
+                    key=meta.name.removesuffix(kind + ".json"),
+                    path=payload,
+                    kind=kind,
+                    size=_dir_bytes(payload) if kind in _DIR_KINDS else payload.stat().st_size,
                     created=float(data.get("created", 0)),
                     last_used=meta.stat().st_mtime,
                     elements=str(data.get("elements", "")),
@@ -659,10 +834,33 @@ def entries(cache_dir: Path) -> list[Entry]:
     return sorted(found, key=lambda e: e.last_used, reverse=True)
 
 
-def remove(entry: Entry) -> None:
-    for p in (entry.path, entry.path.with_suffix(".json")):
+def remove(entry: Entry) -> bool:
+    """Remove ``entry``; False (and nothing removed) for a layer a build is using."""
+    if entry.kind == TARBALL:
+        for p in (entry.path, entry.meta):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        return True
+    try:
+        fd = os.open(entry.meta, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a build has it mounted
+        # the metadata first: without it the entry no longer counts; the directory is
+        # renamed away before it is emptied, so no reader sees half a layer
         with contextlib.suppress(FileNotFoundError):
-            p.unlink()
+            entry.meta.unlink()
+        trash = entry.path.with_name(f".{entry.path.name}.{os.getpid()}.removed")
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(entry.path, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        return True
+    finally:
+        os.close(fd)
 
 
 def prune_to_size(cache_dir: Path, max_size: int, keep: str = "") -> list[Entry]:
@@ -674,9 +872,8 @@ def prune_to_size(cache_dir: Path, max_size: int, keep: str = "") -> list[Entry]
     for e in reversed(all_entries):
         if total <= max_size:
             break
-        if e.key == keep:
+        if e.key == keep or not remove(e):
             continue
-        remove(e)
         total -= e.size
         removed.append(e)
     return removed

@@ -19,9 +19,10 @@ MIB = 1024 * 1024
 
 def _row(e: treecache.Entry, now: float) -> str:
     used = treecache.human_age(now - e.last_used)
-    after = f"after {e.after}"
+    after = "image" if e.kind == treecache.IMAGE else f"after {e.after}"
+    kind = e.kind.lstrip(".")
     return (
-        f"{e.key[:12]}  {after:20} {e.size / MIB:8.0f} MiB  used {used:>7} ago  "
+        f"{e.key[:12]}  {after:20} {kind:5}  {e.size / MIB:8.0f} MiB  used {used:>7} ago  "
         f"{e.arch:6} {e.elements}"
     )
 
@@ -84,7 +85,7 @@ def main_args(argv: Sequence[str], prog: str = PROG) -> int:
                 f"{what} with key {args.key!r} in {cache_dir / 'dibpy-trees'}",
                 hint="'dibpy cache list' shows the keys",
             )
-        print(json.dumps(json.loads(matches[0].path.with_suffix(".json").read_text()), indent=1))
+        print(json.dumps(json.loads(matches[0].meta.read_text()), indent=1))
     elif args.action == "prune":
         if args.max_size is None and args.max_age is None:
             raise ConfigError("prune: give --max-size, --max-age or both")
@@ -93,8 +94,7 @@ def main_args(argv: Sequence[str], prog: str = PROG) -> int:
             if args.max_age is not None:
                 limit = parse_age(args.max_age)
                 for e in found:
-                    if now - e.last_used > limit:
-                        treecache.remove(e)
+                    if now - e.last_used > limit and _remove(e):
                         removed.append(e)
             if args.max_size is not None:
                 removed += treecache.prune_to_size(cache_dir, parse_gib_size(args.max_size))
@@ -108,10 +108,17 @@ def main_args(argv: Sequence[str], prog: str = PROG) -> int:
             print(f"removed {_row(gone, now)}")
         print(f"{len(removed)} entries removed")
     else:
-        for gone in found:
-            treecache.remove(gone)
-        print(f"{len(found)} entries removed")
+        cleared = [e for e in found if _remove(e)]
+        print(f"{len(cleared)} entries removed")
     return 0
+
+
+def _remove(e: treecache.Entry) -> bool:
+    """Remove ``e`` unless a running build has it mounted (a layer), which is said."""
+    if treecache.remove(e):
+        return True
+    print(f"kept {e.key[:12]}: a running build uses it (after {e.after})")
+    return False
 
 
 def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -94,3 +96,93 @@ def test_a_save_prunes_to_dib_cache_max_size(tmp_path: Path) -> None:
     cache.restore(hit, tmp_path / "restored")
     assert (tmp_path / "restored" / "f").read_bytes() == (tree / "f").read_bytes()
     assert _keys(tmp_path) == ["fresh333", "new222"]
+
+
+def _layer(tmp_path: Path, name: str, files: dict[str, bytes]) -> Path:
+    d = tmp_path / name
+    for rel, data in files.items():
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_bytes(data)
+    return d
+
+
+def _other_filesystem(near: Path) -> Path | None:
+    """A directory on another filesystem than ``near`` (a tmpfs, as a build's is)."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != near.stat().st_dev:
+        return shm
+    return None
+
+
+def test_a_layer_on_the_cache_filesystem_is_renamed_in_and_held(tmp_path: Path) -> None:
+    cache = treecache.TreeCache(tmp_path, layered=True)
+    upper = _layer(tmp_path, "build/1/upper", {"etc/x": b"x" * MIB})
+    desc = {"elements": "a b", "arch": "amd64", "after": "install.d", "parent": ""}
+    lower = cache.keep_layer("k1", upper, desc)
+    # no copy: the directory itself moved into the cache, and the build stacks that
+    assert lower == tmp_path / "dibpy-trees" / "k1.layer" and not upper.exists()
+    assert (lower / "etc" / "x").read_bytes() == b"x" * MIB
+    [e] = treecache.entries(tmp_path)
+    assert (e.key, e.kind, e.after, e.size) == ("k1", treecache.LAYER, "install.d", MIB)
+    assert cache.lookup("k1") is not None and cache.has("k1")
+    # the build holds it: neither `dibpy cache clear` nor a size bound takes it away ...
+    assert treecache.remove(e) is False and lower.is_dir()
+    assert treecache.prune_to_size(tmp_path, 0) == [] and lower.is_dir()
+    assert cli.main(["clear", "--image-cache", str(tmp_path)]) == 0
+    assert lower.is_dir()
+    # ... until the build lets go
+    cache.release()
+    assert treecache.remove(e) is True
+    assert not lower.exists() and list((tmp_path / "dibpy-trees").iterdir()) == []
+
+
+def test_a_layer_of_a_key_kept_already_is_used_as_it_is(tmp_path: Path) -> None:
+    cache = treecache.TreeCache(tmp_path, layered=True)
+    desc = {"elements": "a", "arch": "amd64", "after": "root.d"}
+    first = cache.keep_layer("k", _layer(tmp_path, "b1", {"f": b"1"}), desc)
+    other = treecache.TreeCache(tmp_path, layered=True)
+    second_upper = _layer(tmp_path, "b2", {"f": b"2"})
+    assert other.keep_layer("k", second_upper, desc) == first
+    # the other build's own directory stays where it was (its build dir removes it)
+    assert second_upper.is_dir() and (first / "f").read_bytes() == b"1"
+    cache.release()
+    other.release()
+
+
+def test_a_layer_from_another_filesystem_is_copied_in_the_background(tmp_path: Path) -> None:
+    other_fs = _other_filesystem(tmp_path)
+    if other_fs is None:
+        pytest.skip("no writable /dev/shm on another filesystem than the test's tmp dir")
+    build = Path(tempfile.mkdtemp(dir=other_fs, prefix="dibpy-test-"))
+    try:
+        upper = _layer(build, "1/upper", {"usr/bin/tool": b"#!/bin/sh\n", "etc/a": b"a"})
+        os.symlink("tool", upper / "usr" / "bin" / "alias")
+        (upper / "usr" / "bin" / "tool").chmod(0o755)
+        cache = treecache.TreeCache(tmp_path, layered=True)
+        desc = {"elements": "a", "arch": "amd64", "after": "install.d"}
+        # the build goes on from its own copy; the cache's is written meanwhile
+        assert cache.keep_layer("k2", upper, desc) == upper
+        cache.wait()
+        kept = tmp_path / "dibpy-trees" / "k2.layer"
+        assert (kept / "etc" / "a").read_bytes() == b"a"
+        assert os.readlink(kept / "usr" / "bin" / "alias") == "tool"
+        assert os.access(kept / "usr" / "bin" / "tool", os.X_OK)
+        assert not list((tmp_path / "dibpy-trees").glob(".*"))
+        assert [e.key for e in treecache.entries(tmp_path)] == ["k2"]
+    finally:
+        shutil.rmtree(build)
+
+
+def test_pruning_keeps_the_newest_layers_and_those_in_use(tmp_path: Path) -> None:
+    cache = treecache.TreeCache(tmp_path, layered=True)
+    desc = {"elements": "a", "arch": "amd64", "after": "root.d"}
+    for n in range(treecache.KEEP_PER_SET + 2):
+        cache.keep_layer(f"k{n}", _layer(tmp_path, f"u{n}", {"f": b"%d" % n}), desc)
+        if n == 0:
+            continue
+        # only the first is still in use by this build
+        fd = cache._held.pop(f"k{n}")
+        os.close(fd)
+    left = sorted(e.key for e in treecache.entries(tmp_path))
+    assert left == ["k0", "k2", "k3", "k4"], left
+    cache.release()
