@@ -102,7 +102,7 @@ def devuser_image(tmp_path_factory: pytest.TempPathFactory, image_cache: Path) -
     out = tmp_path_factory.mktemp("e2e") / "debian"
     yield run_build(
         out,
-        ["debian-minimal", "vm", "devuser"],
+        ["debian-minimal", "vm", "devuser", "dhcp-all-interfaces"],
         image_cache,
         "-t",
         BOOTABLE_TYPES,

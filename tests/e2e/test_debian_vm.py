@@ -1,4 +1,5 @@
-"""Build debian-minimal vm devuser, boot it, log in; check the image's hygiene from outside."""
+"""Build debian-minimal vm devuser dhcp-all-interfaces, boot it, log in, check its DHCP
+address; check the image's hygiene from outside."""
 
 from __future__ import annotations
 
@@ -41,7 +42,11 @@ def test_image_boots_to_login_and_devuser_can_log_in(devuser_image: Built) -> No
     res = BootTest(
         image=devuser_image.image,
         login=(DEV_USER, DEV_PASSWORD),
-        command="id; cat /proc/cmdline",
+        # dhcp-all-interfaces: QEMU's user-net DHCP server gives the NIC 10.0.2.15 (the
+        # login prompt may come before the lease)
+        command="id; cat /proc/cmdline; for i in $(seq 60); do"
+        " ip -4 -o addr show scope global | grep -q inet && break; sleep 1; done;"
+        " ip -4 -o addr show scope global; ls /etc/network/interfaces.d",
         timeout=600,
         console_log=devuser_image.image.with_suffix(".console.log"),
     ).run()
@@ -49,6 +54,7 @@ def test_image_boots_to_login_and_devuser_can_log_in(devuser_image: Built) -> No
     assert f"({DEV_USER})" in res.command_output, res.command_output
     # the bootloader element's default kernel arguments, as diskimage-builder's
     assert "no_timer_check" in res.command_output, res.command_output
+    assert "inet 10.0.2.15/24" in res.command_output, res.command_output
     print(f"login prompt after {res.seconds_to_prompt:.1f} s ({res.accel})")
 
 

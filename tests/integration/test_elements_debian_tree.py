@@ -52,7 +52,8 @@ def make_test_elements(tmp_path: Path) -> Path:
     write(els / "snap/static/etc/snap-static.conf", "from static\n")
     write(
         els / "snap/package-installs.yaml",
-        "less:\nbc:\n  build-only: true\nnano:\n  uninstall: true\ngeneric-file:\n"
+        # systemd: test-debian is minbase, with no init system
+        "systemd:\nless:\nbc:\n  build-only: true\nnano:\n  uninstall: true\ngeneric-file:\n"
         "never-installed:\n  when: SNAP_FLAG=no\n",
     )
     write(els / "snap/pkg-map", '{"family": {"debian": {"generic-file": "file"}}}\n')
@@ -131,7 +132,10 @@ def test_bootstrap_cache_is_used(built: tuple[Path, Path, str]) -> None:
 def test_packages_from_package_installs_and_pkg_map(built: tuple[Path, Path, str]) -> None:
     root, _, log = built
     pkgs = installed(root)
-    assert {"less", "file", "sudo", "systemd-resolved", "cloud-guest-utils"} <= pkgs
+    assert {"less", "file", "sudo", "cloud-guest-utils"} <= pkgs
+    # dhcp-all-interfaces: ifupdown and dhclient, as diskimage-builder's element
+    assert {"ifupdown", "isc-dhcp-client", "ndisc6"} <= pkgs
+    assert "systemd-resolved" not in pkgs
     assert "bc" not in pkgs, "build-only packages are removed at the end of post-install.d"
     assert "never-installed" not in log.split("install-packages", 1)[-1]
     # all install.d packages of all elements in one install-packages run
@@ -180,10 +184,30 @@ def test_services_and_static_files(built: tuple[Path, Path, str]) -> None:
     wants = root / "etc/systemd/system"
     assert (wants / "getty.target.wants/serial-getty@ttyS0.service").is_symlink()
     assert (wants / "local-fs.target.wants/growroot.service").is_symlink()
-    assert (wants / "multi-user.target.wants/systemd-networkd.service").is_symlink()
-    assert "Type=ether" in (root / "etc/systemd/network/80-dhcp-all-interfaces.network").read_text()
-    wait = root / "etc/systemd/system/systemd-networkd-wait-online.service.d"
-    assert "--any --timeout=45" in (wait / "10-dhcp-all-interfaces.conf").read_text()
+    assert (root / "etc/snap-static.conf").read_text() == "from static\n"
+    for tool in ("install-packages", "pkg-map", "dib-run-parts", "dib-init-system"):
+        assert os.access(root / "usr/local/bin" / tool, os.X_OK)
+
+
+def test_dhcp_all_interfaces(built: tuple[Path, Path, str]) -> None:
+    """udev starts dhcp-interface@IFACE for each NIC; ifupdown brings it up."""
+    root, _, _ = built
+    script = root / "usr/local/sbin/dhcp-all-interfaces.sh"
+    assert os.access(script, os.X_OK) and "\ndefault_timeout=45\n" in script.read_text()
+    unit = (root / "usr/lib/systemd/system/dhcp-interface@.service").read_text()
+    assert "ExecStart=/sbin/ifup %i" in unit and "TimeoutStartSec=90s" in unit
+    rule = (root / "etc/udev/rules.d/99-dhcp-all-interfaces.rules").read_text()
+    assert "dhcp-interface@$name.service" in rule
+    # ifupdown reads interfaces.d (the service runs ifup itself)
+    wants = root / "etc/systemd/system"
+    assert "source /etc/network/interfaces.d/*" in (root / "etc/network/interfaces").read_text()
+    assert list((root / "etc/network/interfaces.d").iterdir()) == []
+    assert "timeout 45;" in (root / "etc/dhcp/dhclient.conf").read_text().splitlines()
+    assert not (root / "etc/systemd/network/80-dhcp-all-interfaces.network").exists()
+    assert not (wants / "multi-user.target.wants/systemd-networkd.service").exists()
+    # the script sees the image's ifupdown layout
+    sbin = [root / "usr/sbin/ifup", root / "sbin/ifup"]
+    assert any(p.exists() or p.is_symlink() for p in sbin)
     assert (root / "etc/snap-static.conf").read_text() == "from static\n"
     for tool in ("install-packages", "pkg-map", "dib-run-parts", "dib-init-system"):
         assert os.access(root / "usr/local/bin" / tool, os.X_OK)
@@ -193,7 +217,11 @@ def test_sysprep_hygiene(built: tuple[Path, Path, str]) -> None:
     root, _, _ = built
     assert (root / "etc/machine-id").read_text() == ""
     assert not list((root / "etc/ssh").glob("ssh_host_*")) if (root / "etc/ssh").exists() else True
-    assert os.readlink(root / "etc/resolv.conf") == "../run/systemd/resolve/stub-resolv.conf"
+    # no systemd-resolved (dhcp-all-interfaces uses dhclient): an empty file for dhclient
+    resolv = root / "etc/resolv.conf"
+    assert not resolv.is_symlink()
+    host = Path("/etc/resolv.conf").read_text()
+    assert not host.strip() or resolv.read_text() != host
     assert (root / "etc/hostname").read_text() == "localhost\n"
     assert sorted(p.name for p in (root / "var/lib/apt/lists").iterdir() if p.is_file()) == ["lock"]
     assert not list((root / "var/cache/apt").glob("*.bin"))

@@ -238,10 +238,9 @@ def test_builtin_package_lists_squash_for_a_debian_vm(tmp_path: Path) -> None:
     assert run_extra_data(tree, els, DIB_BLOCK_DEVICE="efi").returncode == 0
     inst = lists(tree)["install.d.install"]
     assert "grub-efi-amd64" in inst and "grub-pc-bin" in inst and "grub-pc" not in inst
-    # bullseye has no separate systemd-resolved package: mapped away
-    tree = hook_tree(tmp_path / "bullseye")
-    assert run_extra_data(tree, els, DIB_BLOCK_DEVICE="mbr", DIB_RELEASE="bullseye").returncode == 0
-    assert "systemd-resolved" not in lists(tree)["install.d.install"]
+    # dhcp-all-interfaces: ifupdown and dhclient (pkg-map), as diskimage-builder's
+    assert {"ifupdown", "isc-dhcp-client", "ndisc6"} <= set(inst)
+    assert "systemd-resolved" not in inst
 
 
 def test_legacy_package_installs_files_are_installed_in_their_phase(tmp_path: Path) -> None:
