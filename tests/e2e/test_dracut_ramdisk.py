@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dibpy.boottest import BootTest
+from tests.conftest import loops_under, mounts_under
 from tests.e2e.boot_helpers import Outputs, build, initramfs_files, initramfs_modules
 
 #: a module no dracut module installs by itself (it is not under drivers/), a program
@@ -39,6 +40,19 @@ def dracut_ramdisk(tmp_path_factory: pytest.TempPathFactory, image_cache: Path) 
         image_cache,
         ELEMENTS_PATH=str(work / "elements"),
     )
+
+
+def test_the_build_left_nothing_behind(dracut_ramdisk: Outputs) -> None:
+    work = dracut_ramdisk.base.parent
+    assert not loops_under(work) and not mounts_under(work)
+    chrooted = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if str(work) in str((proc / "root").readlink()):
+                chrooted.append(proc.name)
+        except OSError:
+            continue
+    assert not chrooted, f"processes still in the build's chroot: {chrooted}"
 
 
 def test_the_initramfs_is_dracuts_with_what_the_elements_asked_for(
