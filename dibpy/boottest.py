@@ -386,6 +386,10 @@ class BootTest:
     in the guest's shell (a POSIX shell is assumed) and must exit 0.  ``timeout`` is
     the time allowed to reach the login prompt; logging in and the command get
     ``command_timeout`` more.
+
+    ``ready`` (a regular expression) is what to wait for instead of the login prompt,
+    for a guest that has none (a dracut ramdisk's init, an installer); it cannot be
+    combined with ``login``.
     """
 
     #: seconds between "are you a shell yet?" probes after typing the password
@@ -413,6 +417,7 @@ class BootTest:
         disk_interface: str = "virtio",
         echo_console: bool = False,
         extra_args: Sequence[str] = (),
+        ready: str | None = None,
     ) -> None:
         self.image = Path(image) if image is not None else None
         self.fmt = fmt
@@ -431,6 +436,7 @@ class BootTest:
         self.disk_interface = disk_interface
         self.echo_console = echo_console
         self.extra_args = list(extra_args)
+        self.ready = ready
 
     # -- validation and command line --------------------------------------------------
 
@@ -457,6 +463,15 @@ class BootTest:
             problems.append(f"memory {self.memory_mb} MB is too small")
         if self.timeout <= 0:
             problems.append(f"timeout must be positive, not {self.timeout}")
+        if self.ready is not None:
+            if self.login is not None:
+                problems.append("a ready pattern replaces the login prompt: give no login")
+            try:
+                re.compile(self.ready)
+            except re.error as e:
+                problems.append(
+                    f"the ready pattern {self.ready!r} is not a regular expression: {e}"
+                )
         if self.command is not None and "\n" in self.command:
             problems.append("the command must be a single line")
         if problems:
@@ -611,22 +626,24 @@ class BootTest:
             return BootTestError(message, session.tail(), log_path, hint)
 
         deadline = started + self.timeout
-        found = session.expect({"prompt": LOGIN_PROMPT, "panic": KERNEL_PANIC}, deadline)
+        goal = re.compile(self.ready) if self.ready is not None else LOGIN_PROMPT
+        what = f"the ready pattern {self.ready!r}" if self.ready is not None else "a login prompt"
+        found = session.expect({"prompt": goal, "panic": KERNEL_PANIC}, deadline)
         if found is None:
             if session.eof or proc.poll() is not None:
-                raise fail(
-                    f"QEMU exited (status {proc.wait()}) before a login prompt appeared",
-                )
+                raise fail(f"QEMU exited (status {proc.wait()}) before {what} appeared")
             raise fail(
-                f"no login prompt within {self.timeout:g} s ({accel})",
+                f"no {what.removeprefix('a ')} within {self.timeout:g} s ({accel})",
                 hint="raise --timeout (TCG is slow), and check that the image has a getty "
-                "on the serial console (console=ttyS0)",
+                "on the serial console (console=ttyS0)"
+                if self.ready is None
+                else "raise --timeout (TCG is slow), and check the console log",
             )
         if found[0] == "panic":
             session.expect({"end": re.compile(r"end Kernel panic[^\n]*")}, time.monotonic() + 2)
             raise fail(f"the guest kernel panicked: {found[1].group(0)}")
         seconds = time.monotonic() - started
-        LOG.info("login prompt after %.1f s (%s)", seconds, accel)
+        LOG.info("%s after %.1f s (%s)", what.removeprefix("a "), seconds, accel)
 
         output: str | None = None
         if self.login is not None:

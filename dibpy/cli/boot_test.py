@@ -72,6 +72,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument(
         "--password-file", metavar="FILE", help="read the user's password from FILE's first line"
     )
+    p.add_argument(
+        "--ready",
+        metavar="REGEX",
+        help="wait for this on the console instead of a login prompt (a guest with no getty)",
+    )
     p.add_argument("--command", help="run this in the guest after logging in; must exit 0")
     p.add_argument("--console-log", metavar="FILE", help="where to save the serial console")
     p.add_argument("--kernel", metavar="K", help="boot this kernel directly")
@@ -117,13 +122,15 @@ def main_args(argv: Sequence[str], prog: str = PROG) -> int:
         accel=args.accel,
         disk_interface=args.disk_interface,
         echo_console=args.verbose,
+        ready=args.ready,
     )
     try:
         result = test.run()
     except BootTestError as e:
         # one line for the terminal; the console log has the rest
         raise DibpyError(f"{e.summary} (console log: {log})", e.hint) from None
-    print(f"login prompt after {result.seconds_to_prompt:.1f} s ({result.accel})")
+    reached = "ready pattern" if args.ready is not None else "login prompt"
+    print(f"{reached} after {result.seconds_to_prompt:.1f} s ({result.accel})")
     if result.command_output is not None:
         sys.stdout.write(result.command_output)
         if result.command_output and not result.command_output.endswith("\n"):

@@ -124,6 +124,19 @@ def test_ramdisk_base_errors_are_clear(
     assert not (tmp_path / "rd.initramfs").exists()
 
 
+def test_ramdisk_base_publishes_a_prebuilt_initramfs_instead_of_the_tree(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "root")
+    (root / "boot" / "dracut-ramdisk.img").write_bytes(b"dracut image")
+    out = tmp_path / "out" / "rd"
+    out.parent.mkdir()
+    r = run_hook(RAMDISK_HOOK, root, out, DIB_RAMDISK_PREBUILT="/boot/dracut-ramdisk.img")
+    assert r.returncode == 0, r.stderr
+    assert out.with_name("rd.initramfs").read_bytes() == b"dracut image"
+    assert out.with_name("rd.kernel").read_bytes() == b"new kernel"
+    r = run_hook(RAMDISK_HOOK, root, out, DIB_RAMDISK_PREBUILT="/boot/missing.img")
+    assert r.returncode == 1 and "is not a file in the tree" in r.stderr, r.stderr
+
+
 def test_baremetal_copies_newest_kernel_and_its_initrd(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "root")
     out = tmp_path / "img"

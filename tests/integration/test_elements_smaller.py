@@ -417,12 +417,23 @@ def test_dracut_ramdisk_runs_dracut_for_the_newest_kernel(tree: Path) -> None:  
         (upper_usr(tree) / "lib/modules" / kver).mkdir(parents=True)  # /lib is /usr/lib
     write(tree / "tmp/in_target.d/dracut-ramdisk/drivers", "virtio\nvirtio_blk\n")
     write(tree / "tmp/in_target.d/dracut-ramdisk/binaries", "grep\nno-such-tool\n")
+    for f in (DRR / "dracut-ramdisk-module").iterdir():
+        write(tree / "tmp/in_target.d/dracut-ramdisk-module" / f.name, f.read_text())
+    write(tree / "tmp/in_target.d/init.d/20-second", "echo second-fragment\n")
+    write(tree / "tmp/in_target.d/init.d/10-first", "echo first-fragment\n")
     stand_in(tree, "dracut", 'echo initramfs > "${!#}"')
     r = in_chroot(tree, DRR / "post-install.d/99-build-dracut-ramdisk")
     assert r.returncode == 0, r.stderr
     assert "no-such-tool (binary-deps.d) is not in the image" in r.stdout
     [call] = calls(tree, "dracut")
     assert call.startswith("--no-hostonly --force --kver 6.1.0-10-amd64 ")
+    assert "--add dib-ramdisk network-legacy" in call
+    # the dracut module, its init made of the init.d fragments in name order
+    mod = upper_usr(tree) / "lib/dracut/modules.d/90dib-ramdisk"
+    assert (mod / "module-setup.sh").stat().st_mode & 0o111
+    init = (mod / "dib-ramdisk-init").read_text()
+    assert init.startswith("#!/bin/bash\n")
+    assert init.index("first-fragment") < init.index("second-fragment") < init.index("finished")
     assert "--add-drivers virtio virtio_blk" in call and "--install /usr/bin/grep" in call
     assert call.endswith(" /boot/dracut-ramdisk.img")
     assert (tree / "boot/dracut-ramdisk.img").read_text() == "initramfs\n"
@@ -435,15 +446,6 @@ def test_dracut_ramdisk_without_a_kernel_is_one_line(tree: Path) -> None:  # noq
     assert calls(tree, "dracut") == []
 
 
-def test_dracut_ramdisk_replaces_the_whole_tree_initramfs(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    write(root / "boot/dracut-ramdisk.img", "dracut image\n")
-    out = tmp_path / "out/ramdisk"
-    write(tmp_path / "out/ramdisk.initramfs", "whole tree\n")
-    hook = DRR / "cleanup.d/99-install-dracut-ramdisk"
-    env = {"PATH": os.environ["PATH"], "TARGET_ROOT": str(root), "IMAGE_NAME": str(out)}
-    r = subprocess.run(["bash", str(hook)], env=env, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / "out/ramdisk.initramfs").read_text() == "dracut image\n"
-    hook_order = sorted(["99-extract-ramdisk-files", hook.name])
-    assert hook_order[-1] == hook.name, "runs after ramdisk-base has written its archive"
+def test_dracut_ramdisk_hands_its_initramfs_to_ramdisk_base() -> None:
+    env = (DRR / "environment.d/10-dracut-ramdisk.bash").read_text()
+    assert "export DIB_RAMDISK_PREBUILT=/boot/dracut-ramdisk.img" in env

@@ -302,6 +302,21 @@ def test_kernel_mode_arguments(fake: Path, tmp_path: Path) -> None:
     assert not any("disk0" in a for a in argv)
 
 
+def test_ready_pattern_instead_of_the_login_prompt(fake: Path, image: Path) -> None:
+    # the fake guest prints its getty line; waiting for an earlier line passes sooner
+    res = BootTest(image, fmt="raw", timeout=20, ready=r"progress 100%").run()
+    assert "progress 100%" in res.console
+    with pytest.raises(BootTestError, match="ready pattern 'never printed'"):
+        BootTest(image, fmt="raw", timeout=3, ready="never printed").run()
+
+
+def test_ready_pattern_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        BootTest(tmp_path / "missing.qcow2", ready="(", login=("u", "p")).run()
+    assert "replaces the login prompt" in str(exc.value)
+    assert "is not a regular expression" in str(exc.value)
+
+
 def test_bad_settings_reported_together(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         BootTest(
