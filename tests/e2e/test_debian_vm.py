@@ -218,7 +218,7 @@ def test_rebuild_reuses_the_bootstrap_cache(devuser_image: Built, tmp_path: Path
 def test_unchanged_rebuild_reuses_the_tree(devuser_image: Built, tmp_path: Path) -> None:
     again = run_build(
         tmp_path / "warm",
-        ["debian-minimal", "vm", "devuser"],
+        ["debian-minimal", "vm", "devuser", "dhcp-all-interfaces"],
         devuser_image.cache,
         DIB_DEV_USER_USERNAME=DEV_USER,
         DIB_DEV_USER_PASSWORD=DEV_PASSWORD,

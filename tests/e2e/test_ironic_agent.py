@@ -19,7 +19,7 @@ from tests.e2e.boot_helpers import LOGIN, Outputs, build
 WAIT_FOR_AGENT = (
     "for i in $(seq 80); do sudo journalctl -b -u ironic-python-agent --no-pager "
     "| grep -q 'Starting ironic-python-agent version' && break; sleep 3; done; "
-    "systemctl is-enabled ironic-python-agent; "
+    "sudo systemctl is-enabled ironic-python-agent; "
     "sudo journalctl -b -u ironic-python-agent --no-pager | head -n 40"
 )
 
