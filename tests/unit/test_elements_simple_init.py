@@ -103,6 +103,21 @@ def test_packages_per_family_and_networkmanager(tmp_path: Path) -> None:
     assert sorted(deb_pkg) == sorted(deb)
 
 
+def test_cloud_init_is_removed_and_told_to_probe_nothing(tmp_path: Path) -> None:
+    tree = hook_tree(tmp_path)
+    r = run_extra_data(tree, {"simple-init": ELEMENT}, DIB_SIMPLE_INIT_NETWORKMANAGER="0")
+    assert r.returncode == 0, r.stderr
+    removed = [v for k, v in lists(tree).items() if k.endswith(".uninstall") and v]
+    assert removed == [["cloud-init"]]
+    envd = ELEMENT / "environment.d" / "50-simple-init-no-cloud-init.bash"
+    r = subprocess.run(
+        ["bash", "-c", f'set -eu; DIB_CLOUD_INIT_DATASOURCES=ConfigDrive; . "{envd}"; '
+         'echo "$DIB_CLOUD_INIT_DATASOURCES"'],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.stdout.strip() == "None", r.stderr
+
+
 PACKAGE_HOOK = ELEMENT / "install.d/simple-init-package-install/40-glean"
 
 
