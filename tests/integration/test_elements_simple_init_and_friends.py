@@ -3,15 +3,15 @@
 Two trees are built with the real pipeline from the same cached bootstrap: a baseline
 (a kernel-less Debian plus a test element that snapshots the tree in cleanup.d) and the
 same plus openssh-server, runtime-ssh-host-keys, cloud-init-datasources,
-journal-to-console, modprobe-blacklist, stable-interface-names, svc-map, simple-init,
-ensure-venv, pip-and-virtualenv, ibft-interfaces, dynamic-login,
-select-boot-kernel-initrd and epel.  Each test checks the difference one element makes.
+journal-to-console, modprobe-blacklist, stable-interface-names, svc-map, ensure-venv,
+pip-and-virtualenv, ibft-interfaces, dynamic-login, select-boot-kernel-initrd and epel.
+Each test checks the difference one element makes.  simple-init has its own trees
+(test_elements_simple_init.py).
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import os
 import subprocess
 import sys
@@ -29,18 +29,6 @@ ELEMENTS = [
     "pip-and-virtualenv", "ibft-interfaces", "dynamic-login", "select-boot-kernel-initrd",
     "epel",
 ]  # fmt: skip
-
-
-@functools.cache
-def pypi_reachable() -> str | None:
-    r = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":none:",
-         "-d", "/tmp/dibpy-pypi-probe", "-q", "glean"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    return (
-        None if r.returncode == 0 else f"the Python package index is unreachable: {r.stderr[-300:]}"
-    )
 
 
 def make_test_elements(root: Path) -> Path:
@@ -112,32 +100,26 @@ def build(root: Path, cache: Path, elements: list[str], **env: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, bool]:
+def trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     reason = chroot_works() or archive_reachable()
     if reason:
         pytest.skip(reason)
     shared = os.environ.get("DIBPY_TEST_IMAGE_CACHE")
     cache = Path(shared) if shared else tmp_path_factory.mktemp("cache")
     base = build(tmp_path_factory.mktemp("baseline"), cache, [])
-    with_glean = pypi_reachable() is None
-    extra = [*ELEMENTS, "uses-maps"] + (["simple-init"] if with_glean else [])
     tree = build(
         tmp_path_factory.mktemp("with"),
         cache,
-        extra,
+        [*ELEMENTS, "uses-maps"],
         DIB_MODPROBE_BLACKLIST="floppy, pcspkr",
         DIB_CLOUD_INIT_DATASOURCES="ConfigDrive, OpenStack, None",
         DIB_OPENSSH_SERVER_CONFIG="PasswordAuthentication no",
     )
-    return base, tree, with_glean
+    return base, tree
 
 
-def files(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
-def test_openssh_server_installed_enabled_without_host_keys(trees: tuple[Path, Path, bool]) -> None:
-    base, tree, _ = trees
+def test_openssh_server_installed_enabled_without_host_keys(trees: tuple[Path, Path]) -> None:
+    base, tree = trees
     assert not (base / "usr/sbin/sshd").exists()
     assert (tree / "usr/sbin/sshd").exists()
     wants = tree / "etc/systemd/system/multi-user.target.wants"
@@ -153,29 +135,29 @@ def test_openssh_server_installed_enabled_without_host_keys(trees: tuple[Path, P
     assert (wants / "dib-ssh-host-keys.service").resolve().is_file()
 
 
-def test_cloud_init_datasources(trees: tuple[Path, Path, bool]) -> None:
-    base, tree, _ = trees
+def test_cloud_init_datasources(trees: tuple[Path, Path]) -> None:
+    base, tree = trees
     cfg = "etc/cloud/cloud.cfg.d/91-dib-cloud-init-datasources.cfg"
     assert not (base / cfg).exists()
     assert (tree / cfg).read_text() == "datasource_list: [ ConfigDrive, OpenStack, None ]\n"
 
 
-def test_journal_to_console(trees: tuple[Path, Path, bool]) -> None:
-    base, tree, _ = trees
+def test_journal_to_console(trees: tuple[Path, Path]) -> None:
+    base, tree = trees
     conf = "etc/systemd/journald.conf.d/90-dib-journal-to-console.conf"
     assert not (base / conf).exists()
     assert "ForwardToConsole=yes" in (tree / conf).read_text().splitlines()
 
 
-def test_modprobe_blacklist(trees: tuple[Path, Path, bool]) -> None:
-    base, tree, _ = trees
+def test_modprobe_blacklist(trees: tuple[Path, Path]) -> None:
+    base, tree = trees
     assert not (base / "etc/modprobe.d/blacklist.conf").exists()
     lines = (tree / "etc/modprobe.d/blacklist.conf").read_text().splitlines()
     assert lines == ["blacklist floppy", "blacklist pcspkr"]
 
 
-def test_svc_map_and_select_boot_kernel_initrd(trees: tuple[Path, Path, bool]) -> None:
-    _, tree, _ = trees
+def test_svc_map_and_select_boot_kernel_initrd(trees: tuple[Path, Path]) -> None:
+    _, tree = trees
     assert (tree / "root/svc-map.out").read_text().split() == ["ssh", "httpd", "unmapped"]
     # the newest version, by version order (10 > 9), with its own initramfs
     selected = (tree / "root/selected-kernel").read_text().strip()
@@ -185,16 +167,16 @@ def test_svc_map_and_select_boot_kernel_initrd(trees: tuple[Path, Path, bool]) -
     assert (tree / "usr/local/bin/select-boot-kernel-initrd").exists()
 
 
-def test_ensure_venv_and_pip(trees: tuple[Path, Path, bool]) -> None:
-    base, tree, _ = trees
+def test_ensure_venv_and_pip(trees: tuple[Path, Path]) -> None:
+    base, tree = trees
     check = ["chroot", str(tree), "python3", "-m", "venv", "/tmp/v"]
     assert subprocess.run(check, capture_output=True).returncode == 0
     assert (tree / "usr/bin/pip3").exists() and not (base / "usr/bin/pip3").exists()
     assert (tree / "usr/bin/virtualenv").exists()
 
 
-def test_dynamic_login_and_ibft_units(trees: tuple[Path, Path, bool]) -> None:
-    base, tree, _ = trees
+def test_dynamic_login_and_ibft_units(trees: tuple[Path, Path]) -> None:
+    base, tree = trees
     wants = tree / "etc/systemd/system/multi-user.target.wants"
     for unit in ("dib-dynamic-login.service", "dib-ibft-interfaces.service"):
         assert (wants / unit).resolve().is_file()
@@ -223,28 +205,14 @@ def test_dynamic_login_and_ibft_units(trees: tuple[Path, Path, bool]) -> None:
     assert (tree / "etc/shadow").read_text().startswith("root:$6$other$hash:")
 
 
-def test_epel_is_a_no_op_on_debian(trees: tuple[Path, Path, bool]) -> None:
-    base, tree, _ = trees
+def test_epel_is_a_no_op_on_debian(trees: tuple[Path, Path]) -> None:
+    base, tree = trees
     assert not (tree / "etc/yum.repos.d").exists()
     log = (tree.parent / "build.log").read_text()
     assert "epel: debian is not in the Red Hat family; nothing to do" in log
 
 
-def test_stable_interface_names_leaves_predictable_names(trees: tuple[Path, Path, bool]) -> None:
-    _, tree, _ = trees
+def test_stable_interface_names_leaves_predictable_names(trees: tuple[Path, Path]) -> None:
+    _, tree = trees
     for f in ("etc/udev/rules.d/80-net-setup-link.rules", "etc/systemd/network/99-default.link"):
         assert not (tree / f).is_symlink()
-
-
-def test_simple_init_installs_glean(trees: tuple[Path, Path, bool]) -> None:
-    base, tree, with_glean = trees
-    if not with_glean:
-        pytest.skip(pypi_reachable() or "")
-    assert (tree / "usr/local/lib/glean/bin/glean").exists()
-    assert not (base / "usr/local/lib/glean").exists()
-    added = files(tree) - files(base)
-    # glean-install sets glean up for the image's init system (sysv scripts here: the test
-    # tree has no systemd)
-    glean = [f for f in added if "glean" in f and f.startswith(("etc/", "usr/lib/systemd"))]
-    assert "etc/init.d/glean" in glean or any("systemd" in f for f in glean), glean
-    assert (tree / "sbin/ifup").exists() or (tree / "usr/sbin/ifup").exists()
