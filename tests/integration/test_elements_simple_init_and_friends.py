@@ -114,6 +114,8 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         DIB_MODPROBE_BLACKLIST="floppy, pcspkr",
         DIB_CLOUD_INIT_DATASOURCES="ConfigDrive, OpenStack, None",
         DIB_OPENSSH_SERVER_CONFIG="PasswordAuthentication no",
+        # the distribution's packages, which test_ensure_venv_and_pip checks
+        DIB_INSTALLTYPE_pip_and_virtualenv="package",
     )
     return base, tree
 
