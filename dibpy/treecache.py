@@ -555,11 +555,20 @@ class TreeCache:
         if os.stat(upper).st_dev == os.stat(self.dir).st_dev:
             tmp = self._partial(entry)
             os.rename(upper, tmp)
-            if self._publish(key, tmp, describe):
+            try:
+                published = self._publish(key, tmp, describe)
+            except OSError as e:
+                # a checkpoint is worth a warning, never the build: ours goes back
+                os.rename(tmp, upper)
+                LOG.warning("tree cache: could not keep the layer %s: %s", key[:12], e)
+                return upper
+            if not published:
+                # another build's got there first; ours goes with the build directory
+                os.rename(tmp, upper)
+            held = self.hold(key)
+            if published:
                 self._after_save(key, describe)
-            if self.hold(key):
-                return entry
-            return tmp  # removed at once by a prune: ours stays until the build ends
+            return entry if held or published else upper
         self._in_background(key, describe, layer=upper)
         return upper
 
@@ -737,14 +746,13 @@ class TreeCache:
         """The newest KEEP_PER_SET entries of each kind per element set and checkpoint
         stay; a layer in use by a build stays too."""
         same = [
-            e
-            for e in entries(self.dir.parent)
-            if e.elements == element_set and e.after == after and e.key not in self._held
+            e for e in entries(self.dir.parent) if e.elements == element_set and e.after == after
         ]
         for kind in (LAYER, TARBALL):
             of_kind = sorted((e for e in same if e.kind == kind), key=lambda e: -e.created)
             for e in of_kind[KEEP_PER_SET:]:
-                remove(e)
+                if e.key not in self._held:
+                    remove(e)  # another build's layer in use stays too (its lock)
 
 
 def _dir_bytes(d: Path) -> int:

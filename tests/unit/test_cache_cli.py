@@ -186,3 +186,32 @@ def test_pruning_keeps_the_newest_layers_and_those_in_use(tmp_path: Path) -> Non
     left = sorted(e.key for e in treecache.entries(tmp_path))
     assert left == ["k0", "k2", "k3", "k4"], left
     cache.release()
+
+
+def test_a_layer_that_cannot_be_kept_stays_the_builds_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full cache disk while the metadata is written: the build goes on from its own
+    directory, with a warning, and leaves nothing half-written in the cache."""
+    cache = treecache.TreeCache(tmp_path, layered=True)
+    upper = _layer(tmp_path, "build/1/upper", {"etc/x": b"x"})
+
+    def full(*_: object) -> bool:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache, "_publish", full)
+    desc = {"elements": "a", "arch": "amd64", "after": "root.d"}
+    assert cache.keep_layer("k", upper, desc) == upper
+    assert (upper / "etc" / "x").read_bytes() == b"x"
+    assert list((tmp_path / "dibpy-trees").iterdir()) == []
+    # and a layer another build kept first leaves ours in the build directory too
+    monkeypatch.undo()
+    first = treecache.TreeCache(tmp_path, layered=True)
+    kept = first.keep_layer("k", _layer(tmp_path, "other/upper", {"f": b"1"}), desc)
+    # it looked before the other build kept it
+    looks = iter([False])
+    monkeypatch.setattr(cache, "has", lambda key: next(looks, True))
+    assert cache.keep_layer("k", upper, desc) == kept and upper.is_dir()
+    assert not list((tmp_path / "dibpy-trees").glob(".*"))
+    first.release()
+    cache.release()
