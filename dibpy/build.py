@@ -626,10 +626,21 @@ class Build:
         started = time.time()
         restored = self._restore_cached_tree(built)
         if self.image_hit is not None:
-            return self._reuse_image(*self.image_hit)
-        self._run_phases(built, restored)
+            manifest_dir, outputs = self._reuse_image(*self.image_hit)
+        else:
+            manifest_dir, outputs = self._build_image(built, restored, started)
+        LOG.info("%s", self.timer.table())
+        self._write_build_record(manifest_dir)
+        for o in outputs:
+            LOG.info("wrote %s", o)
+        return BuildResult(tuple(outputs), manifest_dir, tuple(self.timer.stages))
 
-        outputs: list[Path] = []
+    def _build_image(
+        self, built: Path, restored: int, started: float
+    ) -> tuple[Path | None, list[Path]]:
+        """The phases after checkpoint ``restored``, then the image and its outputs (no
+        image: the finalise phases on the tree); returns the manifests dir and outputs."""
+        self._run_phases(built, restored)
         if self.plan.block_device_text is None:
             if self.tree_cache is not None and self.layers is None:
                 # its saves read the tree the finalise phases change (layers: sealed ones)
@@ -638,17 +649,12 @@ class Build:
             self._finalise(built, {})
             self.phase("cleanup.d", built, in_chroot=False)
             unmount_left_behind(built, "the tree")
-            manifest_dir = self._copy_manifests(built)
-        else:
-            manifest_dir, outputs = self._image(built)
-            if self.image_key is not None:
-                with self.timer.stage("image cache save"):
-                    self._keep_image(started, manifest_dir)
-        LOG.info("%s", self.timer.table())
-        self._write_build_record(manifest_dir)
-        for o in outputs:
-            LOG.info("wrote %s", o)
-        return BuildResult(tuple(outputs), manifest_dir, tuple(self.timer.stages))
+            return self._copy_manifests(built), []
+        manifest_dir, outputs = self._image(built)
+        if self.image_key is not None:
+            with self.timer.stage("image cache save"):
+                self._keep_image(started, manifest_dir)
+        return manifest_dir, outputs
 
     def _restore_cached_tree(self, built: Path) -> int:
         """Restore the latest checkpoint whose inputs are unchanged (doc/building.md,
@@ -787,7 +793,7 @@ class Build:
         inputs = imagecache.image_inputs(tree_key, self.plan.resolution.elements, self.cfg, text)
         return imagecache.image_key(inputs)
 
-    def _reuse_image(self, entry: Path, age: float) -> BuildResult:
+    def _reuse_image(self, entry: Path, age: float) -> tuple[Path | None, list[Path]]:
         """Copy an unchanged build's outputs into place (doc/building.md, "Image cache")."""
         cfg = self.cfg
         assert self.image_key is not None
@@ -819,11 +825,7 @@ class Build:
             "enabled": True,
             "image": {"key": self.image_key, "hit": True, "age_seconds": round(age)},
         }
-        LOG.info("%s", self.timer.table())
-        self._write_build_record(manifest_dir)
-        for o in outputs:
-            LOG.info("wrote %s", o)
-        return BuildResult(tuple(outputs), manifest_dir, tuple(self.timer.stages))
+        return manifest_dir, outputs
 
     def _keep_image(self, started: float, manifest_dir: Path | None) -> None:
         """Keep what this build wrote beside -o (its outputs, their checksums, what a hook

@@ -38,6 +38,7 @@ from dibpy import __version__, run, treecache
 from dibpy.config import BuildConfig
 from dibpy.elements.model import Element
 from dibpy.errors import DibpyError
+from dibpy.outputs.write import partial_path
 
 LOG = logging.getLogger("dibpy")
 
@@ -164,7 +165,7 @@ def _copy_out(entry: Path, output_dir: Path, keep_old: Callable[[Path], None]) -
         if src.name == MANIFESTS:
             continue
         dest = output_dir / src.name
-        partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+        partial = partial_path(dest)
         try:
             _copy(src, partial)
             keep_old(dest)
@@ -202,15 +203,10 @@ def keep(
         if manifests is not None and manifests.is_dir():
             _copy(manifests, tmp / MANIFESTS)
         data = {"created": time.time(), "key": key, "after": "image", **describe}
-        tmp_meta = tmp.with_name(tmp.name + ".json-partial")
-        tmp_meta.write_text(json.dumps(data, indent=1) + "\n")
-        if entry.exists():
+        if not treecache.publish(tmp, entry, meta, data):
             # another build of the same inputs kept it first: the same image
-            tmp_meta.unlink()
             shutil.rmtree(tmp)
             return
-        os.rename(tmp, entry)
-        os.replace(tmp_meta, meta)
         _prune(cache_dir, str(describe.get("elements", "")))
     except (OSError, DibpyError) as e:
         LOG.warning("image cache: could not keep the outputs: %s", e)

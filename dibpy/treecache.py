@@ -408,6 +408,8 @@ class Hit:
 
 
 _TAR_OPTS = ("--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls")
+#: a background copy beside the build: the lowest CPU and I/O priority short of idle
+_NICE = ("nice", "-n", "10", "ionice", "-c", "2", "-n", "7")
 #: a layer entry is the directory KEY.layer (an overlay's sealed upper directory) and its
 #: metadata KEY.layer.json; a tarball entry is KEY.tar.zst and KEY.tar.json
 LAYER = ".layer"
@@ -426,6 +428,24 @@ def _payload_of(meta: Path) -> Path:
     """The payload of the entry whose metadata is ``meta``."""
     base = meta.name.removesuffix(".json")
     return meta.with_name(base + ".zst") if base.endswith(TARBALL) else meta.with_name(base)
+
+
+def publish(tmp: Path, entry: Path, meta: Path, data: Mapping[str, object]) -> bool:
+    """Rename the finished payload ``tmp`` (a file or a directory) to ``entry`` and write
+    its metadata ``meta`` from ``data``; False (``tmp`` left for the caller) if another
+    build's directory entry got there first.  A file replaces an entry of the same name
+    (the rename is atomic); either way an entry counts only once both are there."""
+    tmp_meta = tmp.with_name(tmp.name + ".json-partial")
+    tmp_meta.write_text(json.dumps(dict(data), indent=1) + "\n")
+    try:
+        os.rename(tmp, entry)
+    except OSError as e:
+        tmp_meta.unlink()
+        if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
+            return False
+        raise
+    os.replace(tmp_meta, meta)
+    return True
 
 
 def _payload_there(meta: Path) -> bool:
@@ -576,22 +596,9 @@ class TreeCache:
         return entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}.partial")
 
     def _publish(self, key: str, tmp: Path, describe: Mapping[str, object]) -> bool:
-        """Rename the finished payload ``tmp`` to entry ``key`` and write its metadata;
-        False (``tmp`` left for the caller) if another build's entry got there first."""
-        entry, meta = self._entry(key), self._meta(key)
+        """:func:`publish` ``tmp`` as entry ``key``."""
         data = {"created": time.time(), "key": key, **describe}
-        tmp_meta = tmp.with_name(tmp.name + ".json-partial")
-        tmp_meta.write_text(json.dumps(data, indent=1) + "\n")
-        try:
-            os.rename(tmp, entry)
-        except OSError as e:
-            tmp_meta.unlink()
-            if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
-                return False
-            raise
-        # the payload first: an entry counts only once both are there
-        os.replace(tmp_meta, meta)
-        return True
+        return publish(tmp, self._entry(key), self._meta(key), data)
 
     def _after_save(self, key: str, describe: Mapping[str, object]) -> None:
         self._prune(str(describe.get("elements", "")), str(describe.get("after", "")))
@@ -607,7 +614,7 @@ class TreeCache:
 
     def save_in_background(self, key: str, tree: Path, describe: Mapping[str, object]) -> None:
         """Start saving ``tree`` as it is; :meth:`wait` must be called before it changes."""
-        self._start(key, describe, tree=tree)
+        self._in_background(key, describe, tree=tree)
 
     def snapshot_in_background(
         self, key: str, tree: Path, describe: Mapping[str, object], scratch: Path
@@ -635,17 +642,7 @@ class TreeCache:
             with contextlib.suppress(FileNotFoundError):
                 snap.unlink()
             return
-        self._start(key, describe, snapshot=snap)
-
-    def _start(
-        self,
-        key: str,
-        describe: Mapping[str, object],
-        *,
-        tree: Path | None = None,
-        snapshot: Path | None = None,
-    ) -> None:
-        self._in_background(key, describe, tree=tree, snapshot=snapshot)
+        self._in_background(key, describe, snapshot=snap)
 
     def _in_background(
         self,
@@ -672,20 +669,7 @@ class TreeCache:
                             return
                         # niced: the build goes on from the layer itself meanwhile
                         run.run(
-                            [
-                                "nice",
-                                "-n",
-                                "10",
-                                "ionice",
-                                "-c",
-                                "2",
-                                "-n",
-                                "7",
-                                "cp",
-                                "-a",
-                                "--reflink=auto",
-                            ]
-                            + ["--", str(layer), str(tmp)],
+                            [*_NICE, "cp", "-a", "--reflink=auto", "--", str(layer), str(tmp)],
                             quiet=True,
                         )
                         if self._publish(key, tmp, describe):
@@ -708,7 +692,7 @@ class TreeCache:
                             + ["-f", str(tmp), "-C", str(tree), "."],
                             quiet=True,
                         )
-                    self._publish_file(key, tmp, describe)
+                    self._publish(key, tmp, describe)
                     self._after_save(key, describe)
                 except BaseException as e:  # reported by wait()
                     self._save_errors.append(e)
@@ -725,14 +709,6 @@ class TreeCache:
         t = threading.Thread(target=_save, name=f"dibpy-tree-cache-{key[:8]}", daemon=True)
         self._savers.append(t)
         t.start()
-
-    def _publish_file(self, key: str, tmp: Path, describe: Mapping[str, object]) -> None:
-        """A tarball replaces an entry of the same key (a file rename is atomic)."""
-        data = {"created": time.time(), "key": key, **describe}
-        tmp_meta = tmp.with_name(tmp.name + ".json-partial")
-        tmp_meta.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp_meta, self._meta(key))
-        os.replace(tmp, self._entry(key))
 
     def wait(self) -> None:
         """Wait for every save started; a failed save is a warning, never the build's error."""
