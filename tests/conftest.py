@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -132,6 +132,27 @@ def mirror_unreachable(
     return None if r.returncode == 0 else f"{what} unreachable: {r.stderr.strip()}"
 
 
+#: a fixed identity for the commits tests make in their local git repositories
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "dibpy tests",
+    "GIT_AUTHOR_EMAIL": "tests@dibpy.invalid",
+    "GIT_COMMITTER_NAME": "dibpy tests",
+    "GIT_COMMITTER_EMAIL": "tests@dibpy.invalid",
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    """``git -C REPO ARGS`` with GIT_ENV's identity; its output, stripped."""
+    r = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        env={**os.environ, **GIT_ENV},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return r.stdout.strip()
+
+
 def write(path: Path, text: str, mode: int = 0o644) -> None:
     """Write a test file, making its directory, with its mode."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,6 +187,41 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for k in list(os.environ):
         if k == "ELEMENTS_PATH" or k.startswith("DIB_"):
             monkeypatch.delenv(k)
+
+
+def write_snap_element(els: Path) -> None:
+    """The test element ``snap``: its cleanup.d copies the finished tree to $SNAP_OUT."""
+    write(els / "snap/README.rst", "Snapshot the finished tree.\n")
+    write(
+        els / "snap/cleanup.d/99-snap",
+        '#!/bin/bash\nset -eu -o pipefail\ncp -a "$TARGET_ROOT" "$SNAP_OUT"\n',
+        0o755,
+    )
+
+
+def snapshot_tree(
+    root: Path, cache: Path, elements_dir: Path, elements: Sequence[str], **env: str
+) -> tuple[Path, str]:
+    """Build ``test-debian ELEMENTS`` from ``elements_dir`` (which has ``snap``) with no
+    final image and ``--no-cache`` (the hooks must run: the cache dir may be shared
+    between runs); returns the copy of the finished tree (``root/snap``) and the log."""
+    snap = root / "snap"
+    (root / "tmp").mkdir(parents=True, exist_ok=True)
+    full = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
+    full.update(
+        ELEMENTS_PATH=str(elements_dir),
+        TMP_DIR=str(root / "tmp"),
+        DIB_IMAGE_CACHE=str(cache),
+        SNAP_OUT=str(snap),
+        **env,
+    )
+    r = subprocess.run(
+        [sys.executable, str(REPO / "bin" / "disk-image-create"), "--no-cache",
+         "-o", str(root / "out/img"), "test-debian", *elements, "no-final-image", "snap"],
+        env=full, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-6000:]
+    return snap, r.stdout + r.stderr
 
 
 def write_test_debian(els: Path) -> None:

@@ -12,27 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, chroot_works, write
+from tests.conftest import REPO, chroot_works, git, write
 
 DIC = [sys.executable, str(REPO / "bin" / "disk-image-create")]
 FIXTURES = REPO / "tests" / "fixtures" / "pipeline-elements"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@t",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@t",
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    r = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        env={**os.environ, **GIT_ENV},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return r.stdout.strip()
 
 
 @pytest.fixture(autouse=True)

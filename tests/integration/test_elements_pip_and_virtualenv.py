@@ -23,10 +23,16 @@ from pathlib import Path
 import pytest
 
 from dibpy.chroot import CA_BUNDLE_IN_TARGET
-from tests.conftest import REPO, chroot_works, serve_directory, url_of, write, write_test_debian
+from tests.conftest import (
+    chroot_works,
+    serve_directory,
+    snapshot_tree,
+    url_of,
+    write_snap_element,
+    write_test_debian,
+)
 from tests.integration.test_elements_debian_tree import archive_reachable
 
-DIC = [sys.executable, str(REPO / "bin" / "disk-image-create")]
 DEBIAN_PIP = "23.0.1"  # python3-pip in bookworm
 
 # A stand-in for get-pip.py: it records its arguments, then installs pip with the pip
@@ -61,29 +67,8 @@ def index_pip_version() -> str:
 def build(root: Path, cache: Path, **env: str) -> tuple[Path, str]:
     els = root / "elements"
     write_test_debian(els)
-    write(els / "snap/README.rst", "Snapshot the finished tree.\n")
-    write(
-        els / "snap/cleanup.d/99-snap",
-        '#!/bin/bash\nset -eu -o pipefail\ncp -a "$TARGET_ROOT" "$SNAP_OUT"\n',
-        0o755,
-    )
-    snap = root / "snap"
-    (root / "tmp").mkdir(parents=True, exist_ok=True)
-    full = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
-    full.update(
-        ELEMENTS_PATH=str(els),
-        TMP_DIR=str(root / "tmp"),
-        DIB_IMAGE_CACHE=str(cache),
-        SNAP_OUT=str(snap),
-        **env,
-    )
-    r = subprocess.run(
-        [*DIC, "--no-cache", "-o", str(root / "out/img"),
-         "test-debian", "pip-and-virtualenv", "no-final-image", "snap"],
-        env=full, capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr[-6000:]
-    return snap, r.stdout + r.stderr
+    write_snap_element(els)
+    return snapshot_tree(root, cache, els, ["pip-and-virtualenv"], **env)
 
 
 @pytest.fixture(scope="module")

@@ -25,29 +25,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, chroot_works, write, write_test_debian
+from tests.conftest import (
+    chroot_works,
+    git,
+    snapshot_tree,
+    write,
+    write_snap_element,
+    write_test_debian,
+)
 from tests.dibref import cache_dir
 from tests.integration.test_elements_debian_tree import archive_reachable
 
-DIC = [sys.executable, str(REPO / "bin" / "disk-image-create")]
 GLEAN_VERSION = "1.25.1"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "dibpy tests",
-    "GIT_AUTHOR_EMAIL": "tests@dibpy.invalid",
-    "GIT_COMMITTER_NAME": "dibpy tests",
-    "GIT_COMMITTER_EMAIL": "tests@dibpy.invalid",
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    r = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        env={**os.environ, **GIT_ENV},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return r.stdout.strip()
 
 
 def glean_sdist() -> Path:
@@ -89,12 +78,7 @@ def local_glean_repo(where: Path) -> tuple[Path, str]:
 def make_test_elements(root: Path) -> Path:
     els = root / "elements"
     write_test_debian(els)
-    write(els / "snap/README.rst", "Snapshot the finished tree.\n")
-    write(
-        els / "snap/cleanup.d/99-snap",
-        '#!/bin/bash\nset -eu -o pipefail\ncp -a "$TARGET_ROOT" "$SNAP_OUT"\n',
-        0o755,
-    )
+    write_snap_element(els)
     # systemd in the tree, and the interface files of a cloud image
     write(els / "cloudy/README.rst", "systemd and a cloud image's interface files.\n")
     write(els / "cloudy/element-deps", "package-installs\n")
@@ -113,24 +97,7 @@ def make_test_elements(root: Path) -> Path:
 
 
 def build(root: Path, cache: Path, **env: str) -> tuple[Path, str]:
-    snap = root / "snap"
-    (root / "tmp").mkdir(parents=True, exist_ok=True)
-    full = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
-    full.update(
-        ELEMENTS_PATH=str(make_test_elements(root)),
-        TMP_DIR=str(root / "tmp"),
-        DIB_IMAGE_CACHE=str(cache),
-        SNAP_OUT=str(snap),
-        **env,
-    )
-    r = subprocess.run(
-        # --no-cache: the hooks must run (the cache dir may be shared between runs)
-        [*DIC, "--no-cache", "-o", str(root / "out/img"),
-         "test-debian", "cloudy", "simple-init", "no-final-image", "snap"],
-        env=full, capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr[-6000:]
-    return snap, r.stdout + r.stderr
+    return snapshot_tree(root, cache, make_test_elements(root), ["cloudy", "simple-init"], **env)
 
 
 @pytest.fixture(scope="module")

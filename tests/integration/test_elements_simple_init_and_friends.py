@@ -14,15 +14,19 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, chroot_works, write, write_test_debian
+from tests.conftest import (
+    chroot_works,
+    snapshot_tree,
+    write,
+    write_snap_element,
+    write_test_debian,
+)
 from tests.integration.test_elements_debian_tree import archive_reachable
 
-DIC = [sys.executable, str(REPO / "bin" / "disk-image-create")]
 ELEMENTS = [
     "openssh-server", "runtime-ssh-host-keys", "cloud-init-datasources", "journal-to-console",
     "modprobe-blacklist", "stable-interface-names", "svc-map", "ensure-venv",
@@ -42,12 +46,7 @@ def make_test_elements(root: Path) -> Path:
         '  echo k > "/boot/vmlinuz-$v"; echo i > "/boot/initrd.img-$v"\ndone\n',
         0o755,
     )
-    write(els / "snap/README.rst", "Snapshot the finished tree.\n")
-    write(
-        els / "snap/cleanup.d/99-snap",
-        '#!/bin/bash\nset -eu -o pipefail\ncp -a "$TARGET_ROOT" "$SNAP_OUT"\n',
-        0o755,
-    )
+    write_snap_element(els)
     # a third-party style element using svc-map and select-boot-kernel-initrd
     write(els / "uses-maps/README.rst", "Calls svc-map and select-boot-kernel-initrd.\n")
     write(els / "uses-maps/element-deps", "select-boot-kernel-initrd\nsvc-map\n")
@@ -67,35 +66,8 @@ def make_test_elements(root: Path) -> Path:
 
 
 def build(root: Path, cache: Path, elements: list[str], **env: str) -> Path:
-    snap = root / "snap"
-    (root / "tmp").mkdir(parents=True, exist_ok=True)
-    full = {k: v for k, v in os.environ.items() if not k.startswith("DIB_")}
-    full.update(
-        ELEMENTS_PATH=str(make_test_elements(root)),
-        TMP_DIR=str(root / "tmp"),
-        DIB_IMAGE_CACHE=str(cache),
-        SNAP_OUT=str(snap),
-        **env,
-    )
-    r = subprocess.run(
-        # --no-cache: the hooks must run (the cache dir may be shared between runs)
-        [
-            *DIC,
-            "--no-cache",
-            "-o",
-            str(root / "out/img"),
-            "test-debian",
-            *elements,
-            "no-final-image",
-            "snap",
-        ],  # fmt: skip
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert r.returncode == 0, r.stderr[-6000:]
-    (root / "build.log").write_text(r.stdout + r.stderr)
+    snap, log = snapshot_tree(root, cache, make_test_elements(root), elements, **env)
+    (root / "build.log").write_text(log)
     return snap
 
 
