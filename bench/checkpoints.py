@@ -6,7 +6,7 @@ with an install.d and a post-install.d hook, built
 2. cold with the cache on (an empty DIB_IMAGE_CACHE: every checkpoint written),
 3. again, nothing changed (the tree after post-root.d restored),
 4. after editing the element's post-install.d hook (the tree after install.d restored),
-5. after editing its install.d hook (the tree after root.d restored),
+5. after editing its install.d hook (the tree after pre-install.d restored),
 
 and prints each time, the ratios the issue sets goals for (cold cache-on / --no-cache
 <= 1.05, post-install.d edit / cold <= 0.35, install.d edit / cold <= 0.6), and the

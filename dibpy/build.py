@@ -40,6 +40,7 @@ from dibpy import (
     hookenv,
     imagecache,
     mounts,
+    pkgcache,
     recovery,
     run,
     treecache,
@@ -470,6 +471,10 @@ class Build:
         self.tree_key = ""
         #: the package archive's state read at plan time (DIB_ARCHIVE_STATE for hooks)
         self.archive_state: list[tuple[str, str, str]] = []
+        #: where the packages apt downloads are kept (DIB_APT_LOCAL_CACHE), or None
+        self.apt_pool = pkgcache.pool_dir(
+            plan.resolution.elements, self.cfg.environ, self.cfg.image_cache
+        )
         #: the tree cache's checkpoints of this build (empty when the cache is off)
         self.checkpoints: list[treecache.Checkpoint] = []
         #: the tree as overlay layers, one per checkpoint (None: tarball checkpoints)
@@ -952,6 +957,9 @@ class Build:
                     if spec.in_chroot and not self.linux:
                         continue  # plan() refused every chroot hook of such an image
                     if self.linux and not entered and any(p.in_chroot for p in seg):
+                        if self.apt_pool is not None:
+                            # entered first: undone after the chroot's processes are gone
+                            cstack.enter_context(pkgcache.bound(built, self.apt_pool))
                         cstack.enter_context(chroot.chroot_environment(built))
                         entered = True
                     if spec.in_chroot and not bound:

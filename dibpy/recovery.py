@@ -30,7 +30,7 @@ from dibpy.log import LOG
 SUFFIX = ".owner"
 
 
-def _start_time(pid: int) -> str | None:
+def start_time(pid: int) -> str | None:
     """The process's start time (clock ticks since boot), or None if it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -52,7 +52,7 @@ def claim(build_dir: Path, outputs: list[Path]) -> None:
         note_path(build_dir),
         {
             "pid": os.getpid(),
-            "start": _start_time(os.getpid()),
+            "start": start_time(os.getpid()),
             "build_dir": str(build_dir),
             "outputs": [str(o) for o in outputs],
             "made": [],
@@ -103,7 +103,7 @@ def find_dead(tmp_dir: Path) -> list[DeadBuild]:
         if data is None:
             continue
         pid, start = data.get("pid"), data.get("start")
-        if isinstance(pid, int) and start is not None and _start_time(pid) == start:
+        if isinstance(pid, int) and start is not None and start_time(pid) == start:
             continue  # alive: not ours to touch
         out.append(DeadBuild(Path(data.get("build_dir") or note.with_suffix("")), note, data))
     return out

@@ -1,6 +1,7 @@
 """The installed-tree cache: reuse the tree of an unchanged build, or of its first phases.
 
-The tree is kept at checkpoints, after root.d, install.d, post-install.d and post-root.d
+The tree is kept at checkpoints, after root.d, pre-install.d, install.d, post-install.d and
+post-root.d
 (``model.PHASE_TABLE``): as overlayfs layers where the kernel allows (each checkpoint the
 directory of what its phases changed, :mod:`dibpy.treelayers`; ``DIB_TREE_CACHE_LAYERS=0``
 turns them off), else as tarballs (tar + zstd, the whole tree); each under a hash of its

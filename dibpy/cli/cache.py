@@ -34,7 +34,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = make_parser(
         prog,
         "The installed-tree cache in DIB_IMAGE_CACHE/dibpy-trees: list its "
-        "entries, the trees kept after root.d, install.d, post-install.d and post-root.d "
+        "entries, the trees kept after root.d, pre-install.d, install.d, post-install.d and "
+        "post-root.d "
         "(most recently used first), show one, prune it to a size or age, or clear it.",
         examples(
             (f"{prog} list", "every entry, most recently used first"),

@@ -35,7 +35,7 @@ class PhaseSpec:
 PHASE_TABLE: tuple[PhaseSpec, ...] = (
     PhaseSpec("root.d", in_chroot=False, checkpoint=True),
     PhaseSpec("extra-data.d", in_chroot=False),
-    PhaseSpec("pre-install.d", in_chroot=True),
+    PhaseSpec("pre-install.d", in_chroot=True, checkpoint=True),
     PhaseSpec("install.d", in_chroot=True, checkpoint=True),
     PhaseSpec("post-install.d", in_chroot=True, checkpoint=True),
     PhaseSpec("post-root.d", in_chroot=False, checkpoint=True),
@@ -59,8 +59,8 @@ TREE_PHASES: tuple[PhaseSpec, ...] = tuple(p for p in PHASE_TABLE if p.stage == 
 
 
 def tree_segments() -> tuple[tuple[PhaseSpec, ...], ...]:
-    """The tree phases cut at each checkpoint: ``((root.d), (extra-data.d, pre-install.d,
-    install.d), (post-install.d), (post-root.d))``; each segment ends with its checkpoint."""
+    """The tree phases cut at each checkpoint: ``((root.d), (extra-data.d, pre-install.d),
+    (install.d), (post-install.d), (post-root.d))``; each segment ends with its checkpoint."""
     out: list[tuple[PhaseSpec, ...]] = []
     cur: list[PhaseSpec] = []
     for p in TREE_PHASES:

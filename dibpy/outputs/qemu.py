@@ -53,6 +53,13 @@ def convert(
     argv += ["-O", out_fmt, "-m", coroutines()]
     if compress:
         argv.append("-c")
+        if out_fmt == "qcow2":
+            # qcow2 compresses a cluster as part of writing it: in-order writes leave one
+            # compression at a time, out-of-order ones (-W) one per coroutine.  Measured:
+            # the 1.5 GiB image of `debian-minimal vm` in 2.4 s instead of 4.2 s on 2 cores;
+            # its clusters are then not in guest order in the file, which costs a reader
+            # nothing (qcow2 maps each one)
+            argv.append("-W")
     if create_opts:
         argv += ["-o", qopts.to_argument(create_opts)]
     argv += [str(src), str(dest)]

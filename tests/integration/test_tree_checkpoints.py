@@ -1,6 +1,7 @@
 """The tree cache's checkpoints in real builds of the tiny test OS: an edited post-install.d
 hook re-runs the build from post-install.d on the tree restored as it was after install.d,
-and the tree holds the edit; an unchanged rebuild hits every checkpoint; two builds sharing
+an edited install.d hook from install.d on the tree after pre-install.d, and the tree
+holds the edit; an unchanged rebuild hits every checkpoint; two builds sharing
 one cache at once both succeed and leave whole entries."""
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def elements(tmp_path: Path) -> Path:
     shutil.copytree(FIXTURES, dest, symlinks=True)
     el = dest / "ckpt"
     write(el / "README.rst", "ckpt\n====\nTest element.\n")
+    write(el / "pre-install.d" / "50-ckpt-pre", _ran_hook("pre-install.d", "v1"), 0o755)
     write(el / "install.d" / "50-ckpt-install", _ran_hook("install.d", "v1"), 0o755)
     write(el / "post-install.d" / "50-ckpt-post", _ran_hook("post-install.d", "v1"), 0o755)
     return dest
@@ -87,7 +89,7 @@ def test_an_edited_post_install_hook_reruns_from_post_install(
     # each checkpoint is kept in the form asked for (the overlay probe passes here: it is
     # what a layered build needs, and this host's kernel has overlayfs)
     assert kept == ({"layer", "layer.json"} if layers == "1" else {"tar.zst", "tar.json"})
-    assert ran == "install.d v1\npost-install.d v1\n"
+    assert ran == "pre-install.d v1\ninstall.d v1\npost-install.d v1\n"
     assert not any(_hits(cold).values()), _hits(cold)
     assert "tree cache: miss after root.d: no earlier entry for these elements" in log
 
@@ -96,7 +98,7 @@ def test_an_edited_post_install_hook_reruns_from_post_install(
     edited, ran, log = build(tmp_path, elements, "b")
     # the tree as it was after install.d, then post-install.d again: the edit's effect,
     # and neither install.d again nor the old hook's
-    assert ran == "install.d v1\npost-install.d v2\n", ran
+    assert ran == "pre-install.d v1\ninstall.d v1\npost-install.d v2\n", ran
     assert "tree cache: hit after install.d: reusing cached tree" in log, log[-3000:]
     assert (
         "tree cache: miss after post-install.d: post-install.d hook 50-ckpt-post of element "
@@ -105,6 +107,7 @@ def test_an_edited_post_install_hook_reruns_from_post_install(
     assert "running install.d/50-ckpt-install" not in log
     assert _hits(edited) == {
         "root.d": True,
+        "pre-install.d": True,
         "install.d": True,
         "post-install.d": False,
         "post-root.d": False,
@@ -113,7 +116,7 @@ def test_an_edited_post_install_hook_reruns_from_post_install(
     assert edited["miss"] == ["post-install.d hook 50-ckpt-post of element ckpt changed"]
 
     again, ran, log = build(tmp_path, elements, "c")
-    assert ran == "install.d v1\npost-install.d v2\n"
+    assert ran == "pre-install.d v1\ninstall.d v1\npost-install.d v2\n"
     assert all(_hits(again).values()) and again["reused"] is True
     assert "tree cache: hit after post-root.d: reusing cached tree" in log
 
@@ -124,16 +127,18 @@ def test_an_edited_post_install_hook_reruns_from_post_install(
     assert broken["restored_after"] is None
     assert "miss after root.d: variable break added" in log
     broken, ran, log = build(tmp_path, elements, "c2", **brk)
-    assert broken["restored_after"] == "install.d" and ran == "install.d v1\npost-install.d v2\n"
+    assert broken["restored_after"] == "install.d"
+    assert ran == "pre-install.d v1\ninstall.d v1\npost-install.d v2\n"
     assert "miss after post-install.d: break=after-post-install needs post-install.d to run" in log
     assert "break=after-post-install: stdin is not a terminal" in log
 
-    # an install.d edit: the tree after root.d, then install.d and everything after it
+    # an install.d edit: the tree after pre-install.d, then install.d and everything after
     inst = elements / "ckpt" / "install.d" / "50-ckpt-install"
     inst.write_text(_ran_hook("install.d", "v2"))
     fresh, ran, log = build(tmp_path, elements, "d")
-    assert ran == "install.d v2\npost-install.d v2\n"
-    assert fresh["restored_after"] == "root.d"
+    assert ran == "pre-install.d v1\ninstall.d v2\npost-install.d v2\n"
+    assert fresh["restored_after"] == "pre-install.d"
+    assert "running pre-install.d/50-ckpt-pre" not in log
     assert "tree cache: miss after post-install.d: the tree after install.d is rebuilt" in log
 
     listed = subprocess.run(
@@ -145,7 +150,7 @@ def test_an_edited_post_install_hook_reruns_from_post_install(
     ).stdout
     # no post-root.d hook: the tree after post-install.d is the tree after post-root.d,
     # kept once
-    for phase in ("root.d", "install.d", "post-install.d"):
+    for phase in ("root.d", "pre-install.d", "install.d", "post-install.d"):
         assert f"after {phase} " in listed, listed
     assert "after post-root.d" not in listed
 
@@ -175,7 +180,7 @@ def test_two_builds_sharing_one_cache_at_once(
     assert not list(trees.glob(".*partial*"))
     # whole entries: the next build restores the last and holds the same tree
     tc, ran, _ = build(tmp_path, elements, "r")
-    assert tc["reused"] is True and ran == "install.d v1\npost-install.d v1\n"
+    assert tc["reused"] is True and ran == "pre-install.d v1\ninstall.d v1\npost-install.d v1\n"
 
 
 def test_a_restored_layer_keeps_what_later_phases_removed_and_replaced(
@@ -234,7 +239,7 @@ def test_an_unchanged_rebuild_of_the_same_image_copies_its_outputs(
         0o755,
     )
     cold, ran, _ = build(tmp_path, elements, "img")
-    assert ran == "install.d v1\npost-install.d v1\nfinalise.d v1\n"
+    assert ran == "pre-install.d v1\ninstall.d v1\npost-install.d v1\nfinalise.d v1\n"
     first = (tmp_path / "out" / "img.tar").read_bytes()
     manifests = tmp_path / "out" / "img.d" / "dib-manifests"
     assert cold["image"] == {"key": cold["image"]["key"], "hit": False}  # type: ignore[index]
@@ -256,7 +261,7 @@ def test_an_unchanged_rebuild_of_the_same_image_copies_its_outputs(
     write(fin, _ran_hook("finalise.d", "v2"), 0o755)
     edited, ran, log = build(tmp_path, elements, "img")
     assert "image cache: hit" not in log
-    assert ran == "install.d v1\npost-install.d v1\nfinalise.d v2\n", ran
+    assert ran == "pre-install.d v1\ninstall.d v1\npost-install.d v1\nfinalise.d v2\n", ran
     assert "tree cache: hit after post-root.d" in log
 
     sums, _, log = build(tmp_path, elements, "img", DIB_CHECKSUM="sha256")

@@ -12,7 +12,7 @@ from dibpy import treecache
 from dibpy.config import parse_break
 from dibpy.elements.model import PHASE_TABLE, PHASES, Element, tree_segments
 
-AFTER = ["root.d", "install.d", "post-install.d", "post-root.d"]
+AFTER = ["root.d", "pre-install.d", "install.d", "post-install.d", "post-root.d"]
 
 
 def _hook(el: Path, phase: str, name: str, body: str) -> Path:
@@ -60,13 +60,13 @@ def test_a_post_install_hook_changes_only_the_keys_from_post_install(
     hook = elements[1].path / "post-install.d" / "50-foo"
     hook.write_text(hook.read_text() + "echo changed\n")
     after = _keys(elements)
-    assert after[:2] == before[:2]
-    assert after[2] != before[2] and after[3] != before[3]
+    assert after[:3] == before[:3]
+    assert after[3] != before[3] and after[4] != before[4]
     # and the miss names the hook
     inputs = treecache.tree_inputs(elements, {"arch": "amd64"}, {}, Path("/nonexistent"))
-    new = treecache.checkpoints(inputs, elements)[2].inputs
+    new = treecache.checkpoints(inputs, elements)[3].inputs
     hook.write_text("#!/bin/bash\necho foo\n")
-    old = treecache.checkpoints(inputs, elements)[2].inputs
+    old = treecache.checkpoints(inputs, elements)[3].inputs
     assert treecache.describe_changes(old, new) == [
         "post-install.d hook 50-foo of element bar changed"
     ]
@@ -74,7 +74,13 @@ def test_a_post_install_hook_changes_only_the_keys_from_post_install(
 
 @pytest.mark.parametrize(
     ("phase", "first_changed"),
-    [("root.d", 0), ("pre-install.d", 1), ("install.d", 1), ("post-root.d", 3)],
+    [
+        ("root.d", 0),
+        ("extra-data.d", 1),
+        ("pre-install.d", 1),
+        ("install.d", 2),
+        ("post-root.d", 4),
+    ],
 )
 def test_a_hook_changes_the_keys_from_its_checkpoint_on(
     elements: list[Element], phase: str, first_changed: int
@@ -106,7 +112,7 @@ def test_packages_count_from_the_phase_they_are_installed_before(
 ) -> None:
     before = _keys(elements)
     after = _keys(elements, pkgs="vim")
-    assert after[:2] == before[:2] and after[2] != before[2] and after[3] != before[3]
+    assert after[:3] == before[:3] and after[3] != before[3] and after[4] != before[4]
 
 
 def test_a_checkpoint_with_no_hooks_is_its_predecessor(tmp_path: Path) -> None:
