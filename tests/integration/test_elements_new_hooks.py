@@ -39,8 +39,8 @@ def namespaces_work() -> str | None:
     return None if r.returncode == 0 else f"unshare --mount fails here: {r.stderr.strip()}"
 
 
-@pytest.fixture
-def tree(tmp_path: Path) -> Iterator[Path]:
+def make_tree(tmp_path: Path) -> Path:
+    """TMP_PATH/tree, for in_chroot (skips the test where namespaces do not work)."""
     why = namespaces_work()
     if why:
         pytest.skip(why)
@@ -52,7 +52,12 @@ def tree(tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "upper").mkdir()
     (tmp_path / "work").mkdir()
     (root / "dev/null").touch()  # bound to the host's /dev/null below
-    yield root
+    return root
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Iterator[Path]:
+    yield make_tree(tmp_path)
     assert not mounts_under(tmp_path), "the mount namespace took its mounts with it"
 
 

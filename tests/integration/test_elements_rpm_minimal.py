@@ -4,11 +4,13 @@ repository served on 127.0.0.1.
 
 No distribution mirror is reachable here, so the module builds two tiny noarch rpms with
 rpmbuild (``fake-filesystem``: the /bin and /sbin links and the usual directories;
-``fake-sh``: the host's busybox as /usr/bin/sh, requiring ``fake-filesystem``), indexes
+``fake-sh``: the host's busybox as /usr/bin/sh, requiring ``fake-filesystem``;
+``fake-repos``: a distribution's repo file, as its release package ships it), indexes
 them with createrepo_c and lays the repository out under each distribution's mirror
 paths (symlinks).  Each test runs the elements' environment.d files and root.d hooks as
 the pipeline does, then checks the tree: the packages' files, the rpm database
-(``rpm --root TREE -qa``, dependencies resolved) and the image's repository files.
+(``rpm --root TREE -qa``, dependencies resolved) and the image's repository files,
+also after yum-minimal's cleanup.d hook for the bootstrap mirror's files.
 """
 
 from __future__ import annotations
@@ -69,6 +71,26 @@ ln -s busybox %{buildroot}/usr/bin/sh
 /usr/bin/sh
 """
 
+# a distribution's release package: the repo file it installs is the image's own
+REPOS_SPEC = """\
+Name: fake-repos
+Version: 1.0
+Release: 1
+Summary: the distribution's repo file
+License: MIT
+BuildArch: noarch
+Requires: fake-filesystem
+%description
+test fixture
+%install
+mkdir -p %{buildroot}/etc/yum.repos.d
+printf '[fake-distro]\\nbaseurl=http://distribution.invalid/os/\\ngpgcheck=1\\n' \\
+    > %{buildroot}/etc/yum.repos.d/fake-distro.repo
+%files
+%config(noreplace) /etc/yum.repos.d/fake-distro.repo
+"""
+DISTRO_REPO = "[fake-distro]\nbaseurl=http://distribution.invalid/os/\ngpgcheck=1\n"
+
 # the repository directories of each distribution's mirror layout
 MIRROR_PATHS = [
     "9-stream/BaseOS/x86_64/os",
@@ -96,7 +118,8 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     busybox = shutil.which("busybox")
     assert busybox
     rpms = []
-    for name, spec in (("fake-filesystem", FILESYSTEM_SPEC), ("fake-sh", SH_SPEC)):
+    specs = (("fake-filesystem", FILESYSTEM_SPEC), ("fake-sh", SH_SPEC), ("fake-repos", REPOS_SPEC))
+    for name, spec in specs:
         f = top / f"{name}.spec"
         f.write_text(spec.replace("BUSYBOX", busybox))
         r = subprocess.run(
@@ -255,3 +278,57 @@ def test_a_mirror_without_the_packages_fails_naming_the_mirror(mirror: str, tmp_
     last = r.stderr.strip().splitlines()[-1]
     assert "dnf could not bootstrap 'no-such-package'" in last
     assert mirror in last
+
+
+REMOVE_MIRROR = "yum-minimal/cleanup.d/95-remove-yum-mirror"
+
+
+def repo_files(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "etc/yum.repos.d").iterdir())
+
+
+def test_bootstrap_repos_are_used_for_the_build_and_removed_at_cleanup(
+    mirror: str, tmp_path: Path
+) -> None:
+    # a gate's mirror files (named dib-mirror-*) and one extra repository of one's own
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "dib-mirror-base.repo").write_text(
+        f"[dib-mirror-base]\nbaseurl={mirror}/9-stream/BaseOS/x86_64/os/\ngpgcheck=0\n"
+    )
+    extra = tmp_path / "extra.repo"
+    extra.write_text(f"[extra]\nbaseurl={mirror}/9-stream/AppStream/x86_64/os/\ngpgcheck=0\n")
+    env = {"DIB_YUM_MINIMAL_BOOTSTRAP_REPOS": str(gate), "DIB_YUM_MINIMAL_EXTRA_REPOS": str(extra)}
+    r = run_hooks(tmp_path, ["centos-minimal"], [YUM],
+                  DIB_YUM_MINIMAL_BOOTSTRAP_PACKAGES="fake-sh fake-repos", **env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    root = tmp_path / "root"
+    assert installed(root) == {"fake-filesystem", "fake-sh", "fake-repos"}
+    # during the build only the given repositories are enabled: the distribution's own
+    # file, from its release package, is set aside
+    assert repo_files(root) == [
+        "dib-mirror-base.repo",
+        "extra.repo",
+        "fake-distro.repo.USING_MIRROR",
+    ]
+    assert "fake-distro.repo is set aside" in r.stdout
+
+    r = run_hooks(tmp_path, ["centos-minimal"], [REMOVE_MIRROR], **env)
+    assert r.returncode == 0, r.stderr
+    assert repo_files(root) == ["extra.repo", "fake-distro.repo"]
+    assert (root / "etc/yum.repos.d/fake-distro.repo").read_text() == DISTRO_REPO
+    assert (root / "etc/yum.repos.d/extra.repo").read_text() == extra.read_text()
+
+
+def test_without_bootstrap_repos_cleanup_keeps_every_repo_file(tmp_path: Path) -> None:
+    repos = tmp_path / "root/etc/yum.repos.d"
+    repos.mkdir(parents=True)
+    for name in ("dib-mirror-mine.repo", "base.repo", "old.repo.USING_MIRROR"):
+        (repos / name).write_text(f"# {name}\n")
+    r = run_hooks(tmp_path, ["centos-minimal"], [REMOVE_MIRROR])
+    assert r.returncode == 0, r.stderr
+    assert repo_files(tmp_path / "root") == [
+        "base.repo",
+        "dib-mirror-mine.repo",
+        "old.repo.USING_MIRROR",
+    ]
