@@ -66,6 +66,11 @@ OVMF_PAIRS = (
     ("OVMF_CODE.fd", "OVMF_VARS.fd"),
 )
 
+#: the guest NIC's MAC address, given explicitly (it is QEMU's default for the first NIC)
+#: so that what a guest is told about its NIC (a config drive's network_data.json) can
+#: name it
+NIC_MAC = "52:54:00:12:34:56"
+
 #: how the disk is attached: virtio-blk, the chipset's IDE, an AHCI (SATA) controller, NVMe
 DISK_INTERFACES = ("virtio", "ide", "sata", "nvme")
 ACCELS = ("kvm", "tcg")
@@ -390,6 +395,10 @@ class BootTest:
     ``ready`` (a regular expression) is what to wait for instead of the login prompt,
     for a guest that has none (a dracut ramdisk's init, an installer); it cannot be
     combined with ``login``.
+
+    ``extra_drives`` are files attached after the image, each read-only as a raw
+    virtio disk (``/dev/vdb``, ``/dev/vdc``, ... when the image is on virtio): a config
+    drive, a data disk.  The guest cannot write to them, so they are never modified.
     """
 
     #: seconds between "are you a shell yet?" probes after typing the password
@@ -418,6 +427,7 @@ class BootTest:
         echo_console: bool = False,
         extra_args: Sequence[str] = (),
         ready: str | None = None,
+        extra_drives: Sequence[Path | str] = (),
     ) -> None:
         self.image = Path(image) if image is not None else None
         self.fmt = fmt
@@ -437,6 +447,7 @@ class BootTest:
         self.echo_console = echo_console
         self.extra_args = list(extra_args)
         self.ready = ready
+        self.extra_drives = [Path(d) for d in extra_drives]
 
     # -- validation and command line --------------------------------------------------
 
@@ -448,6 +459,9 @@ class BootTest:
         for what, p in (("image", self.image), ("kernel", self.kernel), ("initrd", self.initrd)):
             if p is not None and not p.is_file():
                 problems.append(f"{what} not found: {p}")
+        for drive in self.extra_drives:
+            if not drive.is_file():
+                problems.append(f"extra drive not found: {drive}")
         if self.kernel is None and (self.initrd is not None or self.append is not None):
             problems.append("an initrd or kernel command line needs a kernel (--kernel)")
         if self.command is not None and self.login is None:
@@ -510,7 +524,7 @@ class BootTest:
             "user,id=net0",
             # no option ROM: we never want a network boot attempt
             "-device",
-            "virtio-net-pci,netdev=net0,romfile=",
+            f"virtio-net-pci,netdev=net0,mac={NIC_MAC},romfile=",
         ]
         if self.uefi:
             code, vars_template = find_ovmf()
@@ -539,6 +553,15 @@ class BootTest:
                 argv += ["-device", f"nvme,drive=disk0,serial=dibpy-disk0{boot}"]
             else:
                 argv += ["-device", f"ide-hd,drive=disk0{boot}"]
+        for n, drive in enumerate(self.extra_drives, start=1):
+            # raw: a config drive is an ISO 9660 or FAT image, and naming the format
+            # keeps QEMU from guessing it; read-only: the file is never written
+            argv += [
+                "-drive",
+                f"file={_drive_path(drive)},format=raw,if=none,id=extra{n},readonly=on",
+                "-device",
+                f"virtio-blk-pci,drive=extra{n}",
+            ]
         if self.kernel is not None:
             argv += ["-kernel", str(self.kernel)]
             if self.initrd is not None:

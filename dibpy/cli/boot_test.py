@@ -37,6 +37,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                 "log in (the password from the environment, not the command line), run",
             ),
             (
+                f"{prog} --drive config-drive.iso image.qcow2",
+                "boot with a config drive attached as a second (read-only) disk",
+            ),
+            (
                 f"{prog} --kernel vmlinuz --initrd ramdisk.initramfs --append console=ttyS0",
                 "boot a kernel and ramdisk",
             ),
@@ -79,6 +83,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     p.add_argument("--command", help="run this in the guest after logging in; must exit 0")
     p.add_argument("--console-log", metavar="FILE", help="where to save the serial console")
+    p.add_argument(
+        "--drive",
+        dest="drives",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="attach FILE too, read-only, as a raw virtio disk (a config drive); repeatable",
+    )
     p.add_argument("--kernel", metavar="K", help="boot this kernel directly")
     p.add_argument("--initrd", metavar="I", help="with --kernel: this ramdisk")
     p.add_argument("--append", metavar="A", help="with --kernel: this kernel command line")
@@ -123,6 +135,7 @@ def main_args(argv: Sequence[str], prog: str = PROG) -> int:
         disk_interface=args.disk_interface,
         echo_console=args.verbose,
         ready=args.ready,
+        extra_drives=args.drives,
     )
     try:
         result = test.run()

@@ -525,3 +525,47 @@ def test_disk_interface_devices(
         argv[i + 1] for i, a in enumerate(argv) if a == "-device" and "net" not in argv[i + 1]
     ]
     assert attached == devices
+
+
+def test_extra_drives_are_attached_read_only_after_the_image(
+    fake: Path, image: Path, tmp_path: Path
+) -> None:
+    """A config drive (``extra_drives``, ``--drive``) goes on its own virtio disk after
+    the image, raw and read-only; the NIC has the MAC a config drive can name."""
+    iso, fat = tmp_path / "config,2.iso", tmp_path / "data.img"
+    iso.write_bytes(b"iso")
+    fat.write_bytes(b"fat")
+    BootTest(image, fmt="raw", disk_interface="sata", extra_drives=[iso, fat], timeout=20).run()
+    argv = argv_of(fake)
+    drives = [argv[i + 1] for i, a in enumerate(argv) if a == "-drive"]
+    devices = [argv[i + 1] for i, a in enumerate(argv) if a == "-device"]
+    assert drives[0].startswith(f"file={image},format=raw,")
+    # a comma in a path is doubled, as -drive file= wants
+    assert drives[1:] == [
+        f"file={tmp_path}/config,,2.iso,format=raw,if=none,id=extra1,readonly=on",
+        f"file={fat},format=raw,if=none,id=extra2,readonly=on",
+    ]
+    assert devices[-2:] == ["virtio-blk-pci,drive=extra1", "virtio-blk-pci,drive=extra2"]
+    assert not any("bootindex" in d for d in devices[-2:])
+    assert f"virtio-net-pci,netdev=net0,mac={boottest.NIC_MAC},romfile=" in devices
+    assert iso.read_bytes() == b"iso"
+
+
+def test_cli_drive_option(fake: Path, image: Path, tmp_path: Path) -> None:
+    drive = tmp_path / "config-drive.iso"
+    drive.write_bytes(b"iso")
+    common = [str(image), "--format", "raw", "--timeout", "20", "--accel", "tcg"]
+    assert cli.main([*common, "--drive", str(drive), "--drive", str(drive)]) == 0
+    argv = argv_of(fake)
+    assert [a for a in argv if "id=extra" in a] == [
+        f"file={drive},format=raw,if=none,id=extra{n},readonly=on" for n in (1, 2)
+    ]
+
+
+def test_a_missing_extra_drive_is_named(
+    image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ConfigError, match="extra drive not found: .*nope.iso"):
+        BootTest(image, extra_drives=[tmp_path / "nope.iso"]).run()
+    assert cli.main([str(image), "--drive", str(tmp_path / "nope.iso")]) == 2
+    assert "extra drive not found" in capsys.readouterr().err
