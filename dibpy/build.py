@@ -847,6 +847,9 @@ class Build:
                 if p.is_symlink() or p.lstat().st_mtime < started - 1:
                     continue  # not this build's
                 files.append(p)
+        for p in imagecache.open_elsewhere(files):
+            LOG.info("image cache: not keeping %s: a process has it open", p.name)
+            files.remove(p)
         if not files:
             return
         imagecache.keep(

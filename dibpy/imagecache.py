@@ -179,6 +179,25 @@ def _copy_out(entry: Path, output_dir: Path, keep_old: Callable[[Path], None]) -
     return written
 
 
+def open_elsewhere(paths: Iterable[Path]) -> set[Path]:
+    """Which of ``paths`` some process has open: not a finished output but, say, the log
+    the user's shell is writing beside ``-o`` (``-o img ... > img.log``), which a reuse
+    must not replace."""
+    want = {os.path.realpath(p): p for p in paths}
+    found: set[Path] = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            fds = list(fd_dir.iterdir())
+        except OSError:
+            continue  # gone, or not ours to look at
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target in want:
+                    found.add(want[target])
+    return found
+
+
 def keep(
     cache_dir: Path,
     key: str,

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -238,8 +239,19 @@ def test_an_unchanged_rebuild_of_the_same_image_copies_its_outputs(
         "#!/bin/bash\nmkdir -p /etc/dib-manifests\necho ckpt > /etc/dib-manifests/ckpt\n",
         0o755,
     )
-    cold, ran, _ = build(tmp_path, elements, "img")
+    # the user's log beside -o (`-o out/img ... > out/img.log`): open while the build runs,
+    # and written since it started, but not an output to keep and bring back
+    (tmp_path / "out").mkdir()
+    user_log = open(tmp_path / "out" / "img.log", "w")  # noqa: SIM115 - held on purpose
+    user_log.write("the first build's log\n")
+    user_log.flush()
+    later = time.time() + 60
+    os.utime(user_log.name, (later, later))
+    cold, ran, log = build(tmp_path, elements, "img")
     assert ran == "pre-install.d v1\ninstall.d v1\npost-install.d v1\nfinalise.d v1\n"
+    assert "image cache: not keeping img.log: a process has it open" in log
+    entries = list((tmp_path / "cache" / "dibpy-trees").glob("*.image"))
+    assert [sorted(p.name for p in e.iterdir()) for e in entries] == [["dib-manifests", "img.tar"]]
     first = (tmp_path / "out" / "img.tar").read_bytes()
     manifests = tmp_path / "out" / "img.d" / "dib-manifests"
     assert cold["image"] == {"key": cold["image"]["key"], "hit": False}  # type: ignore[index]
@@ -253,6 +265,8 @@ def test_an_unchanged_rebuild_of_the_same_image_copies_its_outputs(
     assert (tmp_path / "out" / "img.tar").read_bytes() == first
     assert (manifests / "ckpt").read_text() == "ckpt\n"
     assert len(list((tmp_path / "out").glob("img-*.tar"))) == 1
+    user_log.close()
+    assert (tmp_path / "out" / "img.log").read_text() == "the first build's log\n"
 
     # another name: another image (a format may name its own files)
     other, _, log = build(tmp_path, elements, "other")
