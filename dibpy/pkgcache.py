@@ -20,18 +20,15 @@ import contextlib
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from dibpy import mounts
+from dibpy import mounts, recovery
 from dibpy.elements.model import Element
 from dibpy.log import LOG
-from dibpy.recovery import start_time
 
 #: the tree's apt archive directory, which the pool is bound at
 ARCHIVES = "var/cache/apt/archives"
-_WORK = re.compile(r"\.build-(\d+)-(\d+)-")
 _DISTRO = re.compile(r"^\s*export\s+DISTRO_NAME=[\"']?([A-Za-z0-9._-]+)[\"']?\s*$", re.M)
 
 
@@ -63,14 +60,6 @@ def pool_dir(
     return image_cache / "apt" / (distro_name(elements) or "dpkg")
 
 
-def _sweep(pool: Path) -> None:
-    """Remove the work directories of builds that are gone."""
-    for p in pool.glob(".build-*"):
-        m = _WORK.match(p.name)
-        if m and start_time(int(m.group(1))) != m.group(2):
-            shutil.rmtree(p, ignore_errors=True)
-
-
 def _link_all(src: Path, dest: Path) -> int:
     """Hard-link ``src``'s package files into ``dest`` (those not there already)."""
     n = 0
@@ -90,10 +79,8 @@ def bound(root: Path, pool: Path) -> Iterator[None]:
     if not target.is_dir() or target.is_symlink():
         yield
         return
-    pool.mkdir(parents=True, exist_ok=True)
-    _sweep(pool)
-    pid = os.getpid()
-    work = Path(tempfile.mkdtemp(prefix=f".build-{pid}-{start_time(pid)}-", dir=pool))
+    recovery.sweep_work_dirs(pool)
+    work = recovery.work_dir(pool)
     try:
         (work / "partial").mkdir()
         _link_all(pool, work)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,27 @@ def start_time(pid: int) -> str | None:
     if fields[0] == "Z":
         return None
     return fields[19]
+
+
+def work_dir(parent: Path) -> Path:
+    """A new directory ``parent/.build-PID-START-XXXX`` for this process's work beside a
+    shared cache (the caller removes it); :func:`sweep_work_dirs` removes those of
+    processes that are gone."""
+    pid = os.getpid()
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".build-{pid}-{start_time(pid)}-", dir=parent))
+
+
+_WORK_DIR = re.compile(r"\.build-(\d+)-(\d+)-")
+
+
+def sweep_work_dirs(parent: Path) -> None:
+    """Remove the :func:`work_dir` directories under ``parent`` of builds that are gone
+    (killed outright: nothing of theirs could remove them)."""
+    for p in parent.glob(".build-*"):
+        m = _WORK_DIR.match(p.name)
+        if m and start_time(int(m.group(1))) != m.group(2):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def note_path(build_dir: Path) -> Path:

@@ -309,3 +309,52 @@ def signal_handlers() -> Iterator[None]:
         _deferred.clear()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def left_running(build_dir: Path) -> dict[int, str]:
+    """The processes (pid -> command) that this build's hooks started and left running:
+    every hook sees ``TMP_BUILD_DIR`` set to its build directory, and what it starts
+    inherits it, however it detached (a new session, a double fork)."""
+    needle = b"\0TMP_BUILD_DIR=" + os.fsencode(build_dir) + b"\0"
+    me = os.getpid()
+    found: dict[int, str] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == me:
+            continue
+        try:
+            env = b"\0" + (d / "environ").read_bytes()
+            if needle in env:
+                found[int(d.name)] = (d / "comm").read_text().strip()
+        except OSError:
+            continue  # gone meanwhile, or a zombie (its environment is empty)
+    return found
+
+
+def reap_left_running(build_dir: Path, grace: float) -> None:
+    """Wait up to ``grace`` seconds for what this build's hooks left running (a cache
+    written in the background, say) to finish, then stop the rest (TERM, then KILL):
+    nothing a build started outlives it."""
+    import time
+
+    def named(procs: dict[int, str]) -> str:
+        return ", ".join(f"{c} ({p})" for p, c in sorted(procs.items()))
+
+    left = left_running(build_dir)
+    if left and grace > 0:
+        LOG.info("waiting up to %g s for what the hooks left running: %s", grace, named(left))
+        deadline = time.monotonic() + grace
+        while left and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = left_running(build_dir)
+    if not left:
+        return
+    LOG.warning("stopping what the hooks left running: %s", named(left))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        for _ in range(40):
+            time.sleep(0.05)
+            left = left_running(build_dir)
+            if not left:
+                return

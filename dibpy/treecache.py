@@ -37,20 +37,23 @@ is held (a shared lock on its metadata) and is never removed under it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
 import re
 import shutil
 import stat
+import tarfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dibpy import __version__, archivestate, run, sourcerepos
@@ -406,6 +409,78 @@ class Hit:
     path: Path
     created: float
     age: float
+    #: what the hooks had written into the hook tree by this checkpoint (hooks_delta)
+    hooks: Mapping[str, object] = field(default_factory=dict)
+
+
+#: the most a checkpoint keeps of what hooks wrote into the hook tree (compressed); a
+#: checkpoint with more is not kept
+HOOKS_DELTA_MAX = 8 << 20
+
+HooksManifest = dict[str, tuple[int, int, int, int]]
+
+
+def hooks_manifest(hooks_dir: Path) -> HooksManifest:
+    """Every path of the merged hook tree, as it is now (mode, size, mtime, inode)."""
+    out: HooksManifest = {}
+    for dirpath, dirnames, filenames in os.walk(hooks_dir):
+        for name in (*dirnames, *filenames):
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            out[os.path.relpath(p, hooks_dir)] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino)
+    return out
+
+
+def hooks_delta(hooks_dir: Path, baseline: HooksManifest) -> dict[str, object] | None:
+    """What the hooks so far wrote into the hook tree since ``baseline`` (the tree as it
+    was merged): root.d and extra-data.d hooks leave there what later phases read
+    (package-installs' squashed lists, pkg-map's, svc-map's, a config file copied from
+    the host), so a checkpoint after them must bring it back with the tree.  ``{}`` when
+    nothing changed; None when it is larger than HOOKS_DELTA_MAX."""
+    now = hooks_manifest(hooks_dir)
+    changed = sorted(k for k, v in now.items() if baseline.get(k) != v)
+    removed = sorted(k for k in baseline if k not in now)
+    if not changed and not removed:
+        return {}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tf:
+        for rel in changed:
+            tf.add(hooks_dir / rel, arcname=rel, recursive=False)
+    if buf.tell() > HOOKS_DELTA_MAX:
+        return None
+    return {"tar": base64.b64encode(buf.getvalue()).decode(), "removed": removed}
+
+
+def hooks_delta_names(delta: Mapping[str, object]) -> dict[str, object]:
+    """A recorded :func:`hooks_delta` as names (for ``dibpy cache show``)."""
+    names: list[str] = []
+    if delta.get("tar"):
+        raw = base64.b64decode(str(delta["tar"]))
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tf:
+            names = tf.getnames()
+    return {"written": names, "removed": delta.get("removed") or []}
+
+
+def apply_hooks_delta(hooks_dir: Path, delta: Mapping[str, object]) -> None:
+    """Put back in a fresh hook tree what :func:`hooks_delta` recorded."""
+    removed = delta.get("removed") or []
+    assert isinstance(removed, list)
+    for rel in removed:
+        p = hooks_dir / str(rel)
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+    data = delta.get("tar")
+    if not data:
+        return
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(str(data))), mode="r:gz") as tf:
+        for m in tf.getmembers():
+            dest = hooks_dir / m.name
+            if (m.isfile() or m.issym()) and (dest.is_symlink() or dest.is_file()):
+                dest.unlink()  # replaced, as the hook replaced it
+        tf.extractall(hooks_dir, filter="tar")
 
 
 _TAR_OPTS = ("--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls")
@@ -517,8 +592,12 @@ class TreeCache:
         if not self.has(key):
             return None
         try:
-            created = float(json.loads(meta.read_text()).get("created", 0))
+            data = json.loads(meta.read_text())
+            created = float(data.get("created", 0))
+            hooks = data.get("hooks") or {}
         except (OSError, ValueError, AttributeError):
+            return None
+        if not isinstance(hooks, dict):
             return None
         age = time.time() - created
         if self.max_age <= 0:
@@ -534,7 +613,7 @@ class TreeCache:
                     human_age(self.max_age),
                 )
             return None
-        return Hit(entry, created, age)
+        return Hit(entry, created, age, hooks)
 
     def hold(self, key: str) -> bool:
         """Keep the layer ``key`` from being removed while this build uses it (a shared

@@ -86,7 +86,10 @@ def main_args(argv: Sequence[str], prog: str = PROG) -> int:
                 f"{what} with key {args.key!r} in {cache_dir / 'dibpy-trees'}",
                 hint="'dibpy cache list' shows the keys",
             )
-        print(json.dumps(json.loads(matches[0].meta.read_text()), indent=1))
+        data = json.loads(matches[0].meta.read_text())
+        if isinstance(data.get("hooks"), dict):
+            data["hooks"] = treecache.hooks_delta_names(data["hooks"])
+        print(json.dumps(data, indent=1))
     elif args.action == "prune":
         if args.max_size is None and args.max_age is None:
             raise ConfigError("prune: give --max-size, --max-age or both")

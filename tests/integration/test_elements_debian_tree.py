@@ -126,7 +126,7 @@ def installed(root: Path) -> set[str]:
 
 def test_bootstrap_cache_is_used(built: tuple[Path, Path, str]) -> None:
     _, _, log = built
-    assert "cached the bootstrap" in log or "reusing cached bootstrap" in log
+    assert "caching the bootstrap" in log or "reusing cached bootstrap" in log
 
 
 def test_packages_from_package_installs_and_pkg_map(built: tuple[Path, Path, str]) -> None:

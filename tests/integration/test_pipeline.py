@@ -8,6 +8,7 @@ and that a failing or interrupted build leaves no mount, process or output behin
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -265,3 +266,61 @@ def test_dns_survives_a_package_replacing_resolv_conf(tmp_path: Path, no_leaks: 
     assert (
         probe / "final-resolv-link"
     ).read_text().strip() == "../run/systemd/resolve/stub-resolv.conf"
+
+
+def _bg_element(tmp_path: Path, seconds: int) -> Path:
+    """An element whose root.d hook (on the host) leaves a job running in the background,
+    detached as a cache writer would be, that writes $BG_MARK when it is done."""
+    hook = tmp_path / "bg-elements" / "bg" / "root.d" / "50-bg"
+    hook.parent.mkdir(parents=True)
+    (hook.parent.parent / "README.rst").write_text("bg\n==\nleaves a background job\n")
+    hook.write_text(
+        "#!/bin/bash\nset -eu\ncd /\n"
+        f'setsid -f bash -c "sleep {seconds}; echo done > $BG_MARK" </dev/null >/dev/null 2>&1\n'
+        "echo started-bg\n"
+    )
+    hook.chmod(0o755)
+    return hook.parent.parent.parent
+
+
+def test_what_a_hook_leaves_running_is_waited_for(tmp_path: Path, no_leaks: None) -> None:
+    els = _bg_element(tmp_path, 3)
+    mark = tmp_path / "bg-done"
+    env = _env(tmp_path, ELEMENTS_PATH=f"{els}:{FIXTURES}", BG_MARK=str(mark))
+    r = subprocess.run(
+        [*DIC, "-n", "-o", str(tmp_path / "img"), "tiny-os", "bg", "no-final-image"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    # the build ended only once the job had: its work is done, and nothing is left
+    assert mark.read_text() == "done\n"
+    assert re.search(r"waiting up to \S+ s for what the hooks left running: .*sleep", r.stderr)
+    assert "stopping what the hooks left running" not in r.stderr
+
+
+def test_sigterm_stops_what_a_hook_left_running(tmp_path: Path, no_leaks: None) -> None:
+    els = _bg_element(tmp_path, 600)
+    slow = tmp_path / "bg-elements" / "bg" / "install.d" / "50-slow"
+    slow.parent.mkdir()
+    slow.write_text("#!/bin/bash\necho started-slow\nsleep 120\n")
+    slow.chmod(0o755)
+    mark = tmp_path / "bg-done"
+    env = _env(tmp_path, ELEMENTS_PATH=f"{els}:{FIXTURES}", BG_MARK=str(mark))
+    proc = subprocess.Popen(
+        [*DIC, "-n", "-o", str(tmp_path / "img"), "tiny-os", "bg", "no-final-image"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = ""
+    while "started-slow" not in seen:
+        line = proc.stdout.readline()
+        assert line, seen
+        seen += line
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    # interrupted: not waited for, stopped at once
+    assert re.search(r"stopping what the hooks left running: .*sleep \(\d+\)", rest), rest
+    left = subprocess.run(["pgrep", "-f", "sleep 600"], capture_output=True, text=True)
+    assert left.stdout == "", "the hook's background job outlived the build"
+    assert not mark.exists()

@@ -38,6 +38,23 @@ def elements(tmp_path: Path) -> Path:
     el = dest / "ckpt"
     write(el / "README.rst", "ckpt\n====\nTest element.\n")
     write(el / "pre-install.d" / "50-ckpt-pre", _ran_hook("pre-install.d", "v1"), 0o755)
+    # what extra-data.d leaves in the hook tree for the chroot phases (as package-installs'
+    # lists are): a restored checkpoint must bring it back, the phases after it need it
+    write(
+        el / "extra-data.d" / "50-ckpt-data",
+        '#!/bin/bash\nset -eu\nmkdir -p "$TMP_HOOKS_PATH/ckpt-data"\n'
+        'echo from-extra-data > "$TMP_HOOKS_PATH/ckpt-data/note"\n'
+        'rm "$TMP_HOOKS_PATH/ckpt-tools/gone"\n',
+        0o755,
+    )
+    write(el / "ckpt-tools" / "gone", "merged, then removed by extra-data.d\n")
+    write(
+        el / "post-install.d" / "40-ckpt-needs-data",
+        "#!/bin/bash\nset -eu\n"
+        'test "$(cat /tmp/in_target.d/ckpt-data/note)" = from-extra-data\n'
+        "test ! -e /tmp/in_target.d/ckpt-tools/gone\n",
+        0o755,
+    )
     write(el / "install.d" / "50-ckpt-install", _ran_hook("install.d", "v1"), 0o755)
     write(el / "post-install.d" / "50-ckpt-post", _ran_hook("post-install.d", "v1"), 0o755)
     return dest

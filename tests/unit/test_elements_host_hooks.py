@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,14 @@ def calls(tmp_path: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
+def settled(cache: Path) -> None:
+    """Wait for the hook's background job to put its tarball in place (up to 30 s)."""
+    deadline = time.monotonic() + 30
+    while list(cache.glob("*.tmp")) + list(cache.glob(".*.spool")):
+        assert time.monotonic() < deadline, "the bootstrap tarball was never written"
+        time.sleep(0.05)
+
+
 def test_bootstrap_is_cached_and_reused(tmp_path: Path, fake_bin: Path) -> None:
     r = run_debootstrap_hook(tmp_path, fake_bin, "root1")
     assert r.returncode == 0, r.stderr
@@ -160,8 +169,10 @@ def test_bootstrap_is_cached_and_reused(tmp_path: Path, fake_bin: Path) -> None:
         f"{tmp_path}/root1 http://mirror.example/debian"
     ]
     cache = tmp_path / "cache" / "debootstrap"
+    assert "caching the bootstrap" in r.stdout and "in the background" in r.stdout
+    settled(cache)
     tarballs = [p for p in cache.glob("bookworm-amd64-*.tar.*") if not p.name.endswith(".info")]
-    assert len(tarballs) == 1 and "cached the bootstrap" in r.stdout
+    assert len(tarballs) == 1, tarballs
     root = tmp_path / "root1"
     assert (root / "usr/bin/marker").read_text() == "bootstrapped\n"
     # the build host's identity never stays in the image
@@ -188,6 +199,7 @@ def test_bootstrap_is_cached_and_reused(tmp_path: Path, fake_bin: Path) -> None:
     r = run_debootstrap_hook(tmp_path, fake_bin, "root4", DIB_DEBOOTSTRAP_INCLUDE="less")
     assert r.returncode == 0, r.stderr
     assert len(calls(tmp_path)) == 2 and "--include=less" in calls(tmp_path)[1]
+    settled(cache)
     assert len([p for p in cache.glob("*.tar.*") if not p.name.endswith(".info")]) == 2
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dibpy import pkgcache
+from dibpy import pkgcache, recovery
 from dibpy.elements.model import Element
 from dibpy.recovery import start_time
 from tests.conftest import write
@@ -40,6 +40,6 @@ def test_only_the_work_directories_of_builds_that_are_gone_are_swept(tmp_path: P
     for d in (live, dead, reused):
         (d / "partial").mkdir(parents=True)
     (pool / "bc_1.07.1-3_amd64.deb").write_bytes(b"deb")
-    pkgcache._sweep(pool)
+    recovery.sweep_work_dirs(pool)
     assert live.is_dir() and not dead.exists() and not reused.exists()
     assert (pool / "bc_1.07.1-3_amd64.deb").is_file()
