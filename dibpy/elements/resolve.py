@@ -9,8 +9,11 @@ Rules (diskimage-builder's ``element_dependencies``):
 * A name the user asked for must not be provided by another element.
 * New in dibpy: ``element-conflicts`` - two conflicting elements in one build are an error.
 * New in dibpy: an element with an ``element-obsolete`` file is an error naming what
-  replaced it, wherever it is named (the command line or an ``element-deps`` entry); one
-  with an ``element-renamed`` file stands for its new name, with a warning.
+  replaced it when the user names it.  Reached only through ``element-deps`` entries
+  (diskimage-builder's ``ramdisk`` depends on the long-unused ``deploy-tgtadm``), it is
+  a warning instead: the stub stays in the set and, having no hook directories (else it
+  is the error still), does nothing.
+  One with an ``element-renamed`` file stands for its new name, with a warning.
 
 All problems found are reported together.  The result is sorted by name, so it is
 deterministic whatever order the arguments or files came in.
@@ -148,10 +151,17 @@ def resolve(
             continue
         el = library[name]
         if el.obsolete is not None:
-            by = wanted_by.get(name)
-            where = f" (an element-deps entry of {by})" if by else ""
-            problems.append(f"element {name!r}{where} is obsolete: {el.obsolete}")
-            continue
+            # a stub with hook directories would not be a no-op: an error, as if named
+            if name in requested or any(c.is_dir() for c in el.path.iterdir()):
+                via = "" if name in requested else f" (an element-deps entry of {wanted_by[name]})"
+                problems.append(f"element {name!r}{via} is obsolete: {el.obsolete}")
+                continue
+            LOG.warning(
+                "element %r (an element-deps entry of %s) is obsolete: %s; it does nothing",
+                name,
+                wanted_by[name],
+                el.obsolete,
+            )
         graph.add_node(name, kind="element", path=str(el.path))
         for p in sorted(el.provides):
             provided_by.setdefault(p, []).append(name)
@@ -189,7 +199,9 @@ def resolve(
         problems.append("no element provides 'operating-system'")
 
     names = sorted(
-        n for n in (final - provided) & set(library.elements) if library[n].obsolete is None
+        n
+        for n in (final - provided) & set(library.elements)
+        if library[n].obsolete is None or n not in requested
     )
     chosen = set(names)
     for name in names:

@@ -97,12 +97,17 @@ def image_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("image-cache")
 
 
+#: the Debian VM most e2e tests share: sshd (openssh-server, with runtime-ssh-host-keys)
+#: as in diskimage-builder's boot tests, a dev user, DHCP on every NIC
+DEVUSER_ELEMENTS = ["debian-minimal", "vm", "openssh-server", "devuser", "dhcp-all-interfaces"]
+
+
 @pytest.fixture(scope="session")
 def devuser_image(tmp_path_factory: pytest.TempPathFactory, image_cache: Path) -> Iterator[Built]:
     out = tmp_path_factory.mktemp("e2e") / "debian"
     yield run_build(
         out,
-        ["debian-minimal", "vm", "devuser", "dhcp-all-interfaces"],
+        DEVUSER_ELEMENTS,
         image_cache,
         "-t",
         BOOTABLE_TYPES,

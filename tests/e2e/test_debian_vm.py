@@ -1,5 +1,6 @@
-"""Build debian-minimal vm devuser dhcp-all-interfaces, boot it, log in, check its DHCP
-address; check the image's hygiene from outside."""
+"""Build debian-minimal vm openssh-server devuser dhcp-all-interfaces, boot it, log in,
+check its DHCP address and that sshd serves the host keys made at first boot; check the
+image's hygiene from outside."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from tests.conftest import loops_under, mounts_under
 from tests.e2e.boot_helpers import boot_together, initramfs_modules
-from tests.e2e.conftest import DEV_PASSWORD, DEV_USER, Built, run_build
+from tests.e2e.conftest import DEV_PASSWORD, DEV_USER, DEVUSER_ELEMENTS, Built, run_build
 from tests.integration.blockdev.helpers import partition_device, table
 
 
@@ -46,7 +47,16 @@ def test_image_boots_to_login_and_devuser_can_log_in(devuser_image: Built) -> No
         # login prompt may come before the lease)
         command="id; cat /proc/cmdline; for i in $(seq 60); do"
         " ip -4 -o addr show scope global | grep -q inet && break; sleep 1; done;"
-        " ip -4 -o addr show scope global; ls /etc/network/interfaces.d",
+        " ip -4 -o addr show scope global; ls /etc/network/interfaces.d;"
+        # host keys: made at this first boot by runtime-ssh-host-keys' unit alone (sysprep
+        # adds none of its own then), before sshd, which answers with them
+        " for i in $(seq 60); do sudo -n systemctl is-active -q ssh && break; sleep 1; done;"
+        " sudo -n systemctl is-active dib-ssh-host-keys ssh | paste -sd' ' | sed 's/^/units: /';"
+        " ls /etc/systemd/system/dibpy-ssh-host-keys.service 2>&1 | sed 's/^/sysprep-unit: /';"
+        " sudo -n journalctl -b -o cat -u dib-ssh-host-keys | grep -c 'generating new host keys'"
+        " | sed 's/^/keygen-runs: /';"
+        " ssh-keyscan -t ed25519 127.0.0.1 2>/dev/null | cut -d' ' -f2,3 | sed 's/^/served: /';"
+        " sudo -n cat /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f1,2 | sed 's/^/file: /'",
         timeout=600,
         console_log=devuser_image.image.with_suffix(".console.log"),
     ).run()
@@ -55,6 +65,13 @@ def test_image_boots_to_login_and_devuser_can_log_in(devuser_image: Built) -> No
     # the bootloader element's default kernel arguments, as diskimage-builder's
     assert "no_timer_check" in res.command_output, res.command_output
     assert "inet 10.0.2.15/24" in res.command_output, res.command_output
+    out = res.command_output
+    assert "units: active active" in out, out
+    assert "sysprep-unit: ls: cannot access" in out, out
+    assert "keygen-runs: 1" in out, out
+    served = [ln.split(": ", 1)[1].strip() for ln in out.splitlines() if ln.startswith("served: ")]
+    on_disk = [ln.split(": ", 1)[1].strip() for ln in out.splitlines() if ln.startswith("file: ")]
+    assert served and served == on_disk, out
     print(f"login prompt after {res.seconds_to_prompt:.1f} s ({res.accel})")
 
 
@@ -218,7 +235,7 @@ def test_rebuild_reuses_the_bootstrap_cache(devuser_image: Built, tmp_path: Path
 def test_unchanged_rebuild_reuses_the_tree(devuser_image: Built, tmp_path: Path) -> None:
     again = run_build(
         tmp_path / "warm",
-        ["debian-minimal", "vm", "devuser", "dhcp-all-interfaces"],
+        DEVUSER_ELEMENTS,
         devuser_image.cache,
         DIB_DEV_USER_USERNAME=DEV_USER,
         DIB_DEV_USER_PASSWORD=DEV_PASSWORD,

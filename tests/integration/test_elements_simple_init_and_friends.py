@@ -106,7 +106,11 @@ def test_openssh_server_installed_enabled_without_host_keys(trees: tuple[Path, P
     assert not list((tree / "etc/ssh").glob("ssh_host_*"))
     unit = (tree / "etc/systemd/system/dib-ssh-host-keys.service").read_text()
     assert "ssh-keygen -A" in unit and "Before=ssh.service" in unit
+    assert "ConditionPathExists=/usr/sbin/sshd" in unit.splitlines()
     assert (wants / "dib-ssh-host-keys.service").resolve().is_file()
+    # one unit makes the keys: sysprep adds its own only without runtime-ssh-host-keys
+    assert not (tree / "etc/systemd/system/dibpy-ssh-host-keys.service").exists()
+    assert not (wants / "dibpy-ssh-host-keys.service").is_symlink()
 
 
 def test_cloud_init_datasources(trees: tuple[Path, Path]) -> None:

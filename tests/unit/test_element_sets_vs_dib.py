@@ -18,30 +18,11 @@ from tests.dibref import dib_elements, dib_release
 
 # request -> (names only dibpy resolves, names only diskimage-builder resolves)
 KNOWN: dict[str, tuple[set[str], set[str]]] = {
+    # base also pulls in dib-run-parts: the runner on PATH in the chroot (see its README)
     "base debian-minimal": ({"dib-run-parts"}, set()),
-    "debian debian-minimal": (
-        set(),
-        {"dib-init-system", "install-static", "openssh-server", "runtime-ssh-host-keys"},
-    ),
-    # deploy-targetcli is an obsolete stub; dracut is packaged, not fetched from source
-    "dracut-ramdisk debian-minimal": (
-        set(),
-        {"cache-url", "deploy-targetcli", "source-repositories"},
-    ),
-    "dynamic-login debian-minimal": (set(), {"openssh-server", "runtime-ssh-host-keys"}),
-    "grub2 debian-minimal": ({"bootloader"}, set()),
-    "openssh-server debian-minimal": (set(), {"install-static", "runtime-ssh-host-keys"}),
-    "keylime-agent debian-minimal": (
-        {"rpm-distro", "selinux-fixfiles-restore"},
-        set(),
-    ),  # as selinux-permissive
-    "posix debian-minimal": (set(), {"install-static", "runtime-ssh-host-keys"}),
+    # ilo's flash script runs from a systemd unit (dib-init-system) shipped in static/
     "ilo debian-minimal": ({"dib-init-system", "install-static"}, set()),
-    "iso debian-minimal": (set(), {"grub2"}),
-    "ramdisk debian-minimal": (set(), {"deploy-tgtadm"}),
-    # openssh-server's own difference (dibpy's does not pull in runtime-ssh-host-keys)
-    "openeuler-minimal": (set(), {"runtime-ssh-host-keys"}),
-    "opensuse": ({"redhat-common"}, set()),
+    # root.d uses redhat-common's extract-image, which brings redhat-common's own deps
     "replace-partition": (
         {"install-bin", "package-installs", "pkg-map", "redhat-common", "sysprep"},
         set(),
@@ -50,9 +31,8 @@ KNOWN: dict[str, tuple[set[str], set[str]]] = {
         {"install-bin", "package-installs", "pkg-map", "redhat-common", "sysprep"},
         set(),
     ),  # fmt: skip
-    "runtime-ssh-host-keys debian-minimal": ({"openssh-server"}, {"install-static"}),
-    "selinux-permissive debian-minimal": ({"rpm-distro", "selinux-fixfiles-restore"}, set()),
-    "simple-init debian-minimal": (set(), {"install-static", "runtime-ssh-host-keys"}),
+    # root.d uses redhat-common's cloud-image-root and extract-image
+    "opensuse": ({"redhat-common"}, set()),
 }
 
 #: whole builds' element lists, beyond one element each

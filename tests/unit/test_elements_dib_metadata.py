@@ -17,8 +17,16 @@ DIFFERENT: dict[tuple[str, str], tuple[set[str], set[str], str]] = {
     ("base", "element-deps"): (
         {"dib-run-parts", "install-bin", "manifests", "package-installs", "sysprep"},
         set(),
-        "base pulls in every framework element in one place (doc/elements.md); "
-        "diskimage-builder reaches them through other elements",
+        "dib-run-parts puts the runner on PATH in the chroot, where diskimage-builder "
+        "copies its own into /tmp/in_target.d and dibpy does not; the other four reach "
+        "every diskimage-builder build through its distribution elements, and base names "
+        "them so that a third-party distribution element gets them too",
+    ),
+    ("dracut-ramdisk", "element-deps"): (
+        {"package-installs"},
+        set(),
+        "it installs dracut from its package-installs.yaml, where diskimage-builder's "
+        "builds dracut from a source checkout",
     ),
     ("block-device-efi-lvm", "element-deps"): (
         {"package-installs"},
@@ -30,70 +38,16 @@ DIFFERENT: dict[tuple[str, str], tuple[set[str], set[str], str]] = {
         set(),
         "package-installs is what calls yum's install-packages",
     ),
-    ("grub2", "element-deps"): (
-        {"bootloader"},
-        set(),
-        "dibpy's grub2 is an alias of bootloader (diskimage-builder's is an empty element)",
-    ),
-    ("selinux-permissive", "element-deps"): (
-        {"rpm-distro"},
-        set(),
-        "it only means something on the Red Hat family, whose rpm-distro it needs",
-    ),
     ("vm", "element-deps"): (
         set(),
         {"block-device"},
         "element-info resolves `vm` alone; disk-image-create adds block-device-mbr itself",
-    ),
-    ("openssh-server", "element-deps"): (
-        set(),
-        {"runtime-ssh-host-keys"},
-        "dibpy has the dependency the other way round (runtime-ssh-host-keys pulls in sshd)",
-    ),
-    ("runtime-ssh-host-keys", "element-deps"): (
-        {"openssh-server"},
-        {"dib-init-system", "install-static"},
-        "its keys are for sshd, so it pulls sshd in; it ships no static/ files",
-    ),
-    ("simple-init", "element-deps"): (
-        set(),
-        {"runtime-ssh-host-keys"},
-        "runtime-ssh-host-keys would add sshd to every simple-init image in dibpy",
-    ),
-    ("dynamic-login", "element-deps"): (
-        set(),
-        {"openssh-server"},
-        "not aligned yet: it would add the openssh-server element to images that only "
-        "want a console login",
-    ),
-    ("debian", "element-deps"): (
-        set(),
-        {"openssh-server"},
-        "not aligned yet: debian installs the openssh-server package itself, in the same "
-        "apt run as cloud-init",
-    ),
-    ("ramdisk", "element-deps"): (
-        set(),
-        {"deploy-tgtadm"},
-        "deploy-tgtadm is obsolete (dibpy ships it as a stub that stops the build)",
-    ),
-    ("dracut-ramdisk", "element-deps"): (
-        {"package-installs"},
-        {"deploy-targetcli", "source-repositories"},
-        "deploy-targetcli is obsolete (a stub that stops the build) and dracut comes from "
-        "the distribution's package instead of a source checkout",
     ),
     ("ilo", "element-deps"): (
         {"dib-init-system", "install-static"},
         set(),
         "dibpy's ramdisks boot the tree's own init, so a systemd unit (init-scripts/) "
         "runs the flash script (static/) instead of diskimage-builder's ramdisk init.d",
-    ),
-    ("iso", "element-deps"): (
-        set(),
-        {"grub2"},
-        "dibpy's grub2 installs GRUB on a disk (it is bootloader), which a ramdisk build "
-        "has not; iso installs the signed GRUB and shim it puts on the ISO itself",
     ),
     ("replace-partition", "element-deps"): (
         {"redhat-common"},

@@ -439,6 +439,23 @@ def test_sysprep_leaves_nothing_machine_or_build_specific(tmp_path: Path) -> Non
     assert not (root / "var/lib/systemd/random-seed").exists()
 
 
+def test_sysprep_leaves_host_keys_to_runtime_ssh_host_keys(tmp_path: Path) -> None:
+    """With runtime-ssh-host-keys' unit in the image (openssh-server pulls it in), sysprep
+    removes the keys but adds no second unit running ssh-keygen at boot."""
+    root = tmp_path / "root"
+    theirs = root / "etc/systemd/system/dib-ssh-host-keys.service"
+    for rel in ("etc/ssh/ssh_host_rsa_key", "usr/sbin/sshd"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("x")
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("[Service]\nExecStart=/usr/bin/ssh-keygen -A\n")
+    r = bash(ELEMENTS / "sysprep" / "cleanup.d" / "95-sysprep", {"TARGET_ROOT": str(root)})
+    assert r.returncode == 0, r.stderr
+    assert list((root / "etc/ssh").iterdir()) == []
+    units = sorted(p.name for p in (root / "etc/systemd/system").rglob("*ssh*"))
+    assert units == ["dib-ssh-host-keys.service"]
+
+
 def test_sysprep_links_resolved_stub_and_refuses_slash(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "usr/lib/systemd").mkdir(parents=True)

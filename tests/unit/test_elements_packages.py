@@ -225,7 +225,10 @@ def test_pkg_map_command_resolves_release_distro_family_default(tmp_path: Path) 
 
 def test_builtin_package_lists_squash_for_a_debian_vm(tmp_path: Path) -> None:
     """The real elements' package-installs files: one list, the right grub per layout."""
-    names = ["debian-minimal", "debian", "bootloader", "devuser", "dhcp-all-interfaces", "growroot"]
+    names = [
+        "debian-minimal", "debian", "openssh-server", "bootloader", "devuser",
+        "dhcp-all-interfaces", "growroot",
+    ]  # fmt: skip
     els = {n: ELEMENTS / n for n in names}
     tree = hook_tree(tmp_path)
     r = run_extra_data(tree, els, DIB_BLOCK_DEVICE="mbr")

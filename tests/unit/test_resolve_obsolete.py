@@ -46,13 +46,38 @@ def test_obsolete_element_is_one_line_naming_its_replacement(lib: ElementLibrary
     assert "\n" not in str(e.value)
 
 
-def test_obsolete_element_reached_through_element_deps(lib: ElementLibrary) -> None:
-    with pytest.raises(ElementError) as e:
-        resolve(["debian-minimal", "wants-obsolete"], lib)
-    assert str(e.value) == (
+def test_obsolete_element_reached_through_element_deps_is_a_warning(
+    lib: ElementLibrary, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="dibpy"):
+        res = resolve(["debian-minimal", "wants-obsolete"], lib)
+    # in the set, as diskimage-builder's element would be; the stub has no hooks
+    assert res.names == ["debian-minimal", "dracut-network", "wants-obsolete"]
+    assert [r.getMessage() for r in caplog.records] == [
         "element 'dracut-network' (an element-deps entry of wants-obsolete) is obsolete: "
-        "removed; use dracut-regenerate"
+        "removed; use dracut-regenerate; it does nothing"
+    ]
+
+
+def test_obsolete_element_with_hooks_reached_through_element_deps_is_an_error(
+    tmp_path: Path,
+) -> None:
+    make(tmp_path, "debian-minimal", element_provides="operating-system")
+    make(tmp_path, "still-hooked", element_obsolete="gone; use another")
+    (tmp_path / "still-hooked" / "install.d").mkdir()
+    make(tmp_path, "wants-it", element_deps="still-hooked")
+    lib = ElementLibrary.from_dirs([("test", tmp_path)])
+    with pytest.raises(ElementError) as e:
+        resolve(["debian-minimal", "wants-it"], lib)
+    assert str(e.value) == (
+        "element 'still-hooked' (an element-deps entry of wants-it) is obsolete: gone; use another"
     )
+
+
+def test_obsolete_element_named_and_also_a_dependency_is_an_error(lib: ElementLibrary) -> None:
+    with pytest.raises(ElementError) as e:
+        resolve(["debian-minimal", "wants-obsolete", "dracut-network"], lib)
+    assert str(e.value) == "element 'dracut-network' is obsolete: removed; use dracut-regenerate"
 
 
 def test_obsolete_is_reported_with_the_other_problems(lib: ElementLibrary) -> None:
