@@ -76,7 +76,9 @@ def bound(root: Path, pool: Path) -> Iterator[None]:
     (nothing if the tree has no such directory); what apt downloaded goes into the pool
     at the end, whatever happened.  Owns the bind mount and the work directory."""
     target = root / ARCHIVES
-    if not target.is_dir() or target.is_symlink():
+    if not target.is_dir() or target.is_symlink() or mounts.is_mounted(target):
+        # no apt here, or a hook bound a cache there itself (diskimage-builder's own dpkg
+        # element does, in root.d): that one is used
         yield
         return
     recovery.sweep_work_dirs(pool)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from dibpy.hookenv import LIB_DIR
 from tests.conftest import REPO, mounts_under, require_loop, serve_directory, url_of, write
 from tests.integration.test_elements_centos import make_cloud_image
 
@@ -34,15 +35,15 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def run_hook(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     hooks = tmp_path / "hooks"
     (hooks / "bin").mkdir(parents=True, exist_ok=True)
-    for link, target in (("redhat-common-tools", ELEMENTS / "redhat-common/redhat-common-tools"),
-                         ("bin/cache-url", ELEMENTS / "cache-url/bin/cache-url")):  # fmt: skip
+    for link, target in (("bin/cache-url", ELEMENTS / "cache-url/bin/cache-url"),):
         if not (hooks / link).exists():
             (hooks / link).symlink_to(target)
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
     full = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "TARGET_ROOT": str(root),
             "TMP_HOOKS_PATH": str(hooks), "TMP_BUILD_DIR": str(tmp_path), "ARCH": "amd64",
-            "DIB_RELEASE": "41", "DIB_IMAGE_CACHE": str(tmp_path / "cache"), **env}  # fmt: skip
+            "DIB_RELEASE": "41", "DIB_IMAGE_CACHE": str(tmp_path / "cache"),
+            "_LIB": str(LIB_DIR), **env}  # fmt: skip
     r = subprocess.run(["bash", str(HOOK)], env=full, capture_output=True, text=True, check=False)
     return r, root
 

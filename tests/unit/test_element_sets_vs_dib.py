@@ -22,17 +22,6 @@ KNOWN: dict[str, tuple[set[str], set[str]]] = {
     "base debian-minimal": ({"dib-run-parts"}, set()),
     # ilo's flash script runs from a systemd unit (dib-init-system) shipped in static/
     "ilo debian-minimal": ({"dib-init-system", "install-static"}, set()),
-    # root.d uses redhat-common's extract-image, which brings redhat-common's own deps
-    "replace-partition": (
-        {"install-bin", "package-installs", "pkg-map", "redhat-common", "sysprep"},
-        set(),
-    ),  # fmt: skip
-    "replace-partition-redhat": (
-        {"install-bin", "package-installs", "pkg-map", "redhat-common", "sysprep"},
-        set(),
-    ),  # fmt: skip
-    # root.d uses redhat-common's cloud-image-root and extract-image
-    "opensuse": ({"redhat-common"}, set()),
 }
 
 #: whole builds' element lists, beyond one element each

@@ -49,16 +49,6 @@ DIFFERENT: dict[tuple[str, str], tuple[set[str], set[str], str]] = {
         "dibpy's ramdisks boot the tree's own init, so a systemd unit (init-scripts/) "
         "runs the flash script (static/) instead of diskimage-builder's ramdisk init.d",
     ),
-    ("replace-partition", "element-deps"): (
-        {"redhat-common"},
-        set(),
-        "its root.d uses redhat-common's extract-image (no device-mapper, no guestfish)",
-    ),
-    ("opensuse", "element-deps"): (
-        {"redhat-common"},
-        set(),
-        "its root.d uses redhat-common's cloud-image-root and extract-image, as centos does",
-    ),
 }
 
 

@@ -8,7 +8,7 @@ import sys
 
 from tests.conftest import REPO
 
-TOOL = REPO / "elements" / "redhat-common" / "redhat-common-tools" / "partitions.py"
+TOOL = REPO / "dibpy" / "lib" / "image-tools" / "partitions.py"
 LINUX_GPT = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 ESP_GPT = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 BIOS_GPT = "21686148-6449-6E6F-744E-656564454649"
