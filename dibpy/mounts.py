@@ -259,7 +259,9 @@ def umount(
             LOG.info("unmounting %s first: it is mounted inside %s", child, what or target)
             umount(child, child, tries, timeout=timeout, trim=trim, kill_busy=kill_busy)
     if trim:
-        run.run(["sync"], check=False)
+        # this filesystem only (syncfs): a global sync would also wait for every other
+        # disk's writeback, such as the tree cache's layers just written beside the cache
+        run.run(["sync", "-f", str(target)], check=False)
         # not every filesystem supports it
         run.run(["fstrim", str(target)], check=False)
     last = ""

@@ -185,8 +185,10 @@ def test_services_and_static_files(built: tuple[Path, Path, str]) -> None:
     assert (wants / "getty.target.wants/serial-getty@ttyS0.service").is_symlink()
     assert (wants / "local-fs.target.wants/growroot.service").is_symlink()
     assert (root / "etc/snap-static.conf").read_text() == "from static\n"
-    for tool in ("install-packages", "pkg-map", "dib-run-parts", "dib-init-system"):
+    for tool in ("install-packages", "pkg-map", "dib-init-system"):
         assert os.access(root / "usr/local/bin" / tool, os.X_OK)
+    # as in diskimage-builder, the build's runner is not left in the image
+    assert not (root / "usr/local/bin/dib-run-parts").exists()
 
 
 def test_dhcp_all_interfaces(built: tuple[Path, Path, str]) -> None:
@@ -209,7 +211,7 @@ def test_dhcp_all_interfaces(built: tuple[Path, Path, str]) -> None:
     sbin = [root / "usr/sbin/ifup", root / "sbin/ifup"]
     assert any(p.exists() or p.is_symlink() for p in sbin)
     assert (root / "etc/snap-static.conf").read_text() == "from static\n"
-    for tool in ("install-packages", "pkg-map", "dib-run-parts", "dib-init-system"):
+    for tool in ("install-packages", "pkg-map", "dib-init-system"):
         assert os.access(root / "usr/local/bin" / tool, os.X_OK)
 
 

@@ -18,8 +18,6 @@ from tests.dibref import dib_elements, dib_release
 
 # request -> (names only dibpy resolves, names only diskimage-builder resolves)
 KNOWN: dict[str, tuple[set[str], set[str]]] = {
-    # base also pulls in dib-run-parts: the runner on PATH in the chroot (see its README)
-    "base debian-minimal": ({"dib-run-parts"}, set()),
     # ilo's flash script runs from a systemd unit (dib-init-system) shipped in static/
     "ilo debian-minimal": ({"dib-init-system", "install-static"}, set()),
 }

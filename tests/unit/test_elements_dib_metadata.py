@@ -15,12 +15,10 @@ ELEMENTS = REPO / "elements"
 # (element, file) -> (names only dibpy lists, names only diskimage-builder lists, why)
 DIFFERENT: dict[tuple[str, str], tuple[set[str], set[str], str]] = {
     ("base", "element-deps"): (
-        {"dib-run-parts", "install-bin", "manifests", "package-installs", "sysprep"},
+        {"install-bin", "manifests", "package-installs", "sysprep"},
         set(),
-        "dib-run-parts puts the runner on PATH in the chroot, where diskimage-builder "
-        "copies its own into /tmp/in_target.d and dibpy does not; the other four reach "
-        "every diskimage-builder build through its distribution elements, and base names "
-        "them so that a third-party distribution element gets them too",
+        "the four reach every diskimage-builder build through its distribution elements, "
+        "and base names them so that a third-party distribution element gets them too",
     ),
     ("dracut-ramdisk", "element-deps"): (
         {"package-installs"},
