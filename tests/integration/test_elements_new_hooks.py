@@ -842,7 +842,8 @@ def test_proliant_tools_without_the_url_is_one_line(tree: Path) -> None:
 # ---------------------------------------------------------------- ilo
 
 ILO_UNPACK = ELEMENTS / "ilo/extra-data.d/50-ilo-firmware"
-ILO_FLASH = ELEMENTS / "ilo/static/usr/local/sbin/dib-ilo-firmware"
+ILO_FLASH = ELEMENTS / "ilo/ilo-tools/dib-ilo-firmware"
+ILO_INSTALL = ELEMENTS / "ilo/post-install.d/60-ilo-firmware"
 
 # an iLO installer: --unpack=DIR leaves a flash tool there that exits with $FLASH_RC
 INSTALLER = """#!/bin/bash
@@ -871,6 +872,19 @@ def test_ilo_firmware_unpacked_then_flashed_at_boot(tree: Path, tmp_path: Path) 
     (tree / "ilo/other.exe/flash_ilo4").write_text("#!/bin/bash\nexit 7\n")
     r = in_chroot(tree, ILO_FLASH)
     assert r.returncode == 1 and "failed with status 7" in r.stderr
+
+
+def test_ilo_installs_its_flash_tool_and_enables_its_unit(tree: Path) -> None:
+    shutil.copytree(ELEMENTS / "ilo/ilo-tools", tree / "tmp/in_target.d/ilo-tools")
+    (tree / "etc/systemd/system").mkdir(parents=True)
+    r = in_chroot(tree, ILO_INSTALL)
+    assert r.returncode == 0, r.stderr
+    tool = upper(tree) / "local/sbin/dib-ilo-firmware"  # /usr is an overlay: its upper
+    assert os.access(tool, os.X_OK) and tool.read_bytes() == ILO_FLASH.read_bytes()
+    unit = tree / "etc/systemd/system/ilo-firmware.service"
+    assert "ConditionDirectoryNotEmpty=/ilo" in unit.read_text()
+    wants = tree / "etc/systemd/system/multi-user.target.wants/ilo-firmware.service"
+    assert wants.is_symlink()
 
 
 def test_ilo_without_firmware_path(tmp_path: Path) -> None:

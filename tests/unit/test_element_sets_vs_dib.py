@@ -17,10 +17,7 @@ from dibpy.errors import DibpyError
 from tests.dibref import dib_elements, dib_release
 
 # request -> (names only dibpy resolves, names only diskimage-builder resolves)
-KNOWN: dict[str, tuple[set[str], set[str]]] = {
-    # ilo's flash script runs from a systemd unit (dib-init-system) shipped in static/
-    "ilo debian-minimal": ({"dib-init-system", "install-static"}, set()),
-}
+KNOWN: dict[str, tuple[set[str], set[str]]] = {}
 
 #: whole builds' element lists, beyond one element each
 EXTRA = [

@@ -41,12 +41,6 @@ DIFFERENT: dict[tuple[str, str], tuple[set[str], set[str], str]] = {
         {"block-device"},
         "element-info resolves `vm` alone; disk-image-create adds block-device-mbr itself",
     ),
-    ("ilo", "element-deps"): (
-        {"dib-init-system", "install-static"},
-        set(),
-        "dibpy's ramdisks boot the tree's own init, so a systemd unit (init-scripts/) "
-        "runs the flash script (static/) instead of diskimage-builder's ramdisk init.d",
-    ),
 }
 
 
