@@ -71,13 +71,13 @@ LOG = logging.getLogger("dibpy")
 #: seconds a build waits at its end for what its hooks left running (a cache compressed
 #: in the background) before stopping it
 LEFT_RUNNING_GRACE = 120.0
-#: free bytes the cache's filesystem must have for the tree's layers to be written there
-LAYERS_BESIDE_CACHE_ROOM = 16 * 1024**3
 
 #: the phases that run in a chroot of the image: none runs for an image that is not Linux
 CHROOT_PHASES = tuple(p.name for p in PHASE_TABLE if p.in_chroot)
 GIB = 1024**3
 MIB = 1024**2
+#: free bytes the cache's filesystem must have for the tree's layers to be written there
+LAYERS_BESIDE_CACHE_ROOM = 16 * GIB
 
 
 #: the host programs every build runs -> the Debian package that has each
